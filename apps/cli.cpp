@@ -1,0 +1,85 @@
+#include "apps/cli.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "cluster/world.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/version.h"
+
+namespace facetex::app {
+
+Cli::Cli() : app_("facetex " FACETEX_VERSION " — unsupervised facial UV-texture GAN training and batch jobs") {
+  app_.footer(
+      "Settings: every option maps to a config key; precedence is defaults < --config FILE < --set key=value < flags.\n"
+      "Exit codes: 0 ok, 1 runtime error, 2 usage/config error, 3 data error (bad input file/row), 75 preempted "
+      "(requeue and resume).\n"
+      "Environment: FACETEX_LOG_LEVEL, FACETEX_PROGRESS_INTERVAL (seconds between progress lines when not on a "
+      "terminal), FACETEX_PROGRESS=log. See docs/operations.md.");
+  app_.require_subcommand(1);
+  app_.fallthrough();
+  app_.add_option("--config", config_file_, "TOML config file")->check(CLI::ExistingFile);
+  app_.add_option("--set", sets_, "Override a config key: --set data.batch=64 (repeatable)");
+  app_.add_option("--log-level", log_level_, "trace|debug|info|warn|error, optionally per subsystem: info,data=debug")
+      ->capture_default_str();
+  app_.add_flag("--log-all-ranks", log_all_ranks_, "Log info lines from every rank, not only rank 0");
+}
+
+CLI::Option* Cli::option(CLI::App* cmd, const std::string& flags, const std::string& key, const std::string& help,
+                         const std::string& fallback) {
+  std::string text = help + " [" + key + "]";
+  if (!fallback.empty()) text += " (default: " + fallback + ")";
+  CLI::Option* opt = cmd->add_option(flags, values_[key], text);
+  bound_.emplace_back(opt, key);
+  return opt;
+}
+
+CLI::Option* Cli::flag(CLI::App* cmd, const std::string& flags, const std::string& key, const std::string& help) {
+  CLI::Option* opt = cmd->add_flag(flags)->description(help + " [" + key + "]");
+  bound_.emplace_back(opt, key);
+  values_[key] = "true";
+  return opt;
+}
+
+void Cli::on_run(CLI::App* cmd, std::function<int(const Config&)> job) {
+  cmd->callback([this, job] { job_ = job; });
+}
+
+Config Cli::resolve() const {
+  Config c;
+  if (!config_file_.empty()) c = Config::load(config_file_);
+  for (const auto& s : sets_) c.set(s);
+  for (const auto& [opt, key] : bound_) {
+    if (opt->count() > 0) c.set_value(key, values_.at(key));
+  }
+  return c;
+}
+
+int Cli::main(int argc, char** argv) {
+  try {
+    app_.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app_.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app_.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "facetex: usage error: %s (see --help)\n", e.what());
+    return static_cast<int>(ExitCode::kUsage);
+  }
+  try {
+    const cluster::World world = cluster::discover_world();
+    log::init(log::Options{world.rank, log_all_ranks_, log_level_});
+    if (!job_) return static_cast<int>(ExitCode::kOk);
+    return job_(resolve());
+  } catch (const Error& e) {
+    std::fprintf(stderr, "facetex: %s: %s\n", exit_code_name(e.code()), e.what());
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "facetex: runtime error: %s\n", e.what());
+    return static_cast<int>(ExitCode::kRuntime);
+  }
+}
+
+}  // namespace facetex::app

@@ -1,0 +1,50 @@
+// The `facetex` command line: CLI11 subcommands whose options are bound to config keys, so every setting can come
+// from a TOML file (--config), a --set key=value override, or a flag — in that order of precedence.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/config.h"
+
+namespace facetex::app {
+
+class Cli {
+ public:
+  Cli();
+  CLI::App& app() { return app_; }
+
+  // An option whose value is stored under config `key` when given. `fallback` is only shown in --help.
+  CLI::Option* option(CLI::App* cmd, const std::string& flags, const std::string& key, const std::string& help,
+                      const std::string& fallback = "");
+  // A boolean flag stored as `key = true` when given.
+  CLI::Option* flag(CLI::App* cmd, const std::string& flags, const std::string& key, const std::string& help);
+  // The job a subcommand runs once parsing (and config resolution) succeeded; returns the exit code.
+  void on_run(CLI::App* cmd, std::function<int(const Config&)> job);
+
+  // Parses argv and runs the selected job, turning every error into one line and a documented exit code.
+  int main(int argc, char** argv);
+
+ private:
+  Config resolve() const;
+
+  CLI::App app_;
+  std::string config_file_, log_level_ = "info";
+  std::vector<std::string> sets_;
+  bool log_all_ranks_ = false;
+  std::map<std::string, std::string> values_;                 // key -> raw text from the flag
+  std::vector<std::pair<CLI::Option*, std::string>> bound_;  // flag -> key
+  std::function<int(const Config&)> job_;
+};
+
+// Subcommand groups (one file each).
+void add_data_commands(Cli& cli);
+void add_version_command(Cli& cli);
+
+}  // namespace facetex::app

@@ -1,0 +1,173 @@
+// `facetex data ...`: pack, merge-manifest, verify, inspect, stream. Wiring only; the jobs live in data/.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "apps/cli.h"
+#include "cluster/world.h"
+#include "core/crc32.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/partition.h"
+#include "core/progress.h"
+#include "data/inspect.h"
+#include "data/loader.h"
+#include "data/pack.h"
+#include "data/verify.h"
+
+namespace facetex::app {
+namespace {
+
+int run_pack(const Config& c) {
+  data::PackOptions o;
+  o.images = c.require_string("pack.images");
+  o.out = c.require_string("pack.out");
+  o.resolution = static_cast<int>(c.get_int("pack.resolution", 0));
+  o.shard_size = c.get_int("pack.shard_size", 1000);
+  o.storage = data::parse_storage(c.get_string("pack.storage", "png"));
+  o.deflate = static_cast<int>(c.get_int("pack.deflate", 0));
+  o.jpeg_quality = static_cast<int>(c.get_int("pack.jpeg_quality", 95));
+  o.square = data::parse_square_policy(c.get_string("pack.square", "none"));
+  o.allow_upscale = c.get_bool("pack.allow_upscale", false);
+  o.part = parse_part(c.get_string("pack.part", "0/1"));
+  o.threads = static_cast<int>(c.get_int("pack.threads", 0));
+  o.on_corrupt = data::parse_on_corrupt(c.get_string("pack.on_corrupt", "fail"));
+  auto r = data::pack_images(o);
+  std::printf("pack: %lld images in %zu shards (%lld written, %lld kept from an earlier run), %zu inputs skipped, "
+              "%.1f s -> %s\n",
+              static_cast<long long>(r.manifest.count), r.manifest.shards.size(),
+              static_cast<long long>(r.shards_written), static_cast<long long>(r.shards_reused),
+              r.manifest.skipped.size(), r.seconds, r.manifest_path.string().c_str());
+  return 0;
+}
+
+int run_merge(const Config& c) {
+  auto m = data::merge_part_manifests(c.require_string("merge.dir"));
+  std::printf("merge-manifest: %zu shards, %lld images, %zu inputs skipped -> %s/dataset.json\n", m.shards.size(),
+              static_cast<long long>(m.count), m.skipped.size(), c.require_string("merge.dir").c_str());
+  return 0;
+}
+
+int run_verify(const Config& c) {
+  data::VerifyOptions o;
+  o.dir = c.require_string("verify.dir");
+  o.decode = !c.get_bool("verify.skip_decode", false);
+  o.threads = static_cast<int>(c.get_int("verify.threads", 0));
+  auto r = data::verify_dataset(o);
+  for (const auto& n : r.notes) std::printf("note: %s\n", n.c_str());
+  for (const auto& p : r.problems) std::fprintf(stderr, "bad: %s\n", p.c_str());
+  std::printf("verify: %lld shards, %lld rows checked, %lld bad rows, %zu problems — %s\n",
+              static_cast<long long>(r.shards), static_cast<long long>(r.rows_checked),
+              static_cast<long long>(r.bad_rows), r.problems.size(), r.ok() ? "OK" : "FAILED");
+  return r.ok() ? 0 : static_cast<int>(ExitCode::kData);
+}
+
+int run_inspect(const Config& c) {
+  data::InspectOptions o;
+  o.dir = c.require_string("inspect.dir");
+  o.rows = c.get_int("inspect.rows", 0);
+  o.sheet = c.get_string("inspect.sheet", "");
+  o.seed = c.get_int("inspect.seed", -1);
+  o.tile = static_cast<int>(c.get_int("inspect.tile", 128));
+  if (!o.sheet.empty() && o.rows == 0) o.rows = 64;
+  std::fputs(data::inspect_dataset(o).c_str(), stdout);
+  return 0;
+}
+
+int run_stream(const Config& c) {
+  const cluster::World world = cluster::discover_world();
+  auto ds = data::Dataset::open(c.require_string("data.shards"),
+                                data::parse_on_corrupt(c.get_string("data.on_corrupt", "fail")));
+  data::LoaderOptions o;
+  o.batch = c.get_int("data.batch", 32);
+  o.seed = static_cast<uint64_t>(c.get_int("data.seed", 0));
+  o.threads = static_cast<int>(c.get_int("data.threads", 0));
+  o.prefetch = static_cast<int>(c.get_int("data.prefetch", 0));
+  o.xflip = c.get_bool("data.xflip", false);
+  o.on_corrupt = data::parse_on_corrupt(c.get_string("data.on_corrupt", "fail"));
+  o.rank = c.get_int("stream.rank", world.rank);
+  o.world = c.get_int("stream.world", world.size);
+  const int64_t epochs = c.get_int("stream.epochs", 1);
+  FACETEX_CHECK_USAGE(epochs >= 1, "--epochs must be >= 1");
+  const int64_t items = o.xflip ? 2 * ds->size() : ds->size();
+  o.limit = epochs * items;
+  data::StreamingLoader loader(ds, o);
+  log::get("data").info("streaming {} epochs of {} items ({}x{} {}, {} shards) as rank {} of {}, batch {}, {} threads",
+                        epochs, items, ds->resolution(), ds->resolution(), data::storage_name(ds->storage()),
+                        ds->shards().size(), o.rank, o.world, o.batch, o.threads > 0 ? o.threads : -1);
+  Progress progress("stream", (o.limit + o.world - 1 - o.rank) / o.world, "images", "data");
+  uint32_t order = 0;  // digest of the delivered order: equal digests = identical streams
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t batches = 0;
+  while (auto b = loader.next()) {
+    order = crc32(b->rows.data(), b->rows.size() * sizeof(int64_t), order);
+    order = crc32(b->flipped.data(), b->flipped.size(), order);
+    progress.advance(b->size);
+    ++batches;
+  }
+  progress.finish();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto st = loader.stats();
+  std::printf("stream: %lld images in %lld batches, %.2f s: %.1f images/s, %.1f MiB/s read from shards, "
+              "consumer waited %.2f s, %lld corrupt rows replaced, order digest %08x\n",
+              static_cast<long long>(st.images), static_cast<long long>(batches), s, st.images / s,
+              st.stored_bytes / s / 1048576.0, st.consumer_wait_seconds, static_cast<long long>(st.corrupt_skips),
+              order);
+  return 0;
+}
+
+}  // namespace
+
+void add_data_commands(Cli& cli) {
+  CLI::App* data = cli.app().add_subcommand("data", "Datasets: pack images into HDF5 shards, verify, inspect, stream");
+  data->require_subcommand(1);
+
+  CLI::App* pack = data->add_subcommand("pack", "Pack a folder or .zip of PNG/JPEG images into HDF5 shards");
+  cli.option(pack, "--images", "pack.images", "Input folder (searched recursively) or .zip archive")->required();
+  cli.option(pack, "--out", "pack.out", "Output shard folder")->required();
+  cli.option(pack, "--resolution", "pack.resolution", "Side of the packed images; 0 = the first image's size", "0");
+  cli.option(pack, "--shard-size", "pack.shard_size", "Inputs per shard", "1000");
+  cli.option(pack, "--storage", "pack.storage", "raw (uint8 pixels) | png (lossless) | jpeg", "png");
+  cli.option(pack, "--deflate", "pack.deflate", "Deflate level 0-9 for raw storage", "0");
+  cli.option(pack, "--jpeg-quality", "pack.jpeg_quality", "JPEG quality when re-encoding", "95");
+  cli.option(pack, "--square", "pack.square", "Non-square inputs: none (error) | center-crop", "none");
+  cli.flag(pack, "--allow-upscale", "pack.allow_upscale", "Enlarge inputs smaller than --resolution (bicubic)");
+  cli.option(pack, "--part", "pack.part", "Pack part i of N (Slurm array task); then run merge-manifest", "0/1");
+  cli.option(pack, "--threads", "pack.threads", "Decode/encode threads; 0 = all cores", "0");
+  cli.option(pack, "--on-corrupt", "pack.on_corrupt", "Bad input image: fail | skip (listed in the manifest)", "fail");
+  cli.on_run(pack, run_pack);
+
+  CLI::App* merge = data->add_subcommand("merge-manifest", "Join the part manifests of a --part pack into dataset.json");
+  cli.option(merge, "dir", "merge.dir", "Shard folder")->required();
+  cli.on_run(merge, run_merge);
+
+  CLI::App* verify = data->add_subcommand("verify", "Check a packed dataset: schema, counts, sizes, every row's CRC");
+  cli.option(verify, "dir", "verify.dir", "Shard folder")->required();
+  cli.flag(verify, "--skip-decode", "verify.skip_decode", "Do not decode PNG/JPEG rows (CRC checks only)");
+  cli.option(verify, "--threads", "verify.threads", "Threads; 0 = all cores", "0");
+  cli.on_run(verify, run_verify);
+
+  CLI::App* inspect = data->add_subcommand("inspect", "Summarise a packed dataset; optionally write a contact sheet");
+  cli.option(inspect, "dir", "inspect.dir", "Shard folder")->required();
+  cli.option(inspect, "--sheet", "inspect.sheet", "Write a PNG contact sheet here");
+  cli.option(inspect, "--rows", "inspect.rows", "Rows on the sheet", "64");
+  cli.option(inspect, "--seed", "inspect.seed", "Draw the rows at random with this seed; -1 = the first rows", "-1");
+  cli.option(inspect, "--tile", "inspect.tile", "Tile side in pixels", "128");
+  cli.on_run(inspect, run_inspect);
+
+  CLI::App* stream = data->add_subcommand("stream", "Stream a packed dataset through the training loader; print throughput");
+  cli.option(stream, "shards", "data.shards", "Shard folder")->required();
+  cli.option(stream, "--batch", "data.batch", "Images per rank per step", "32");
+  cli.option(stream, "--threads", "data.threads", "Loader worker threads; 0 = all cores", "0");
+  cli.option(stream, "--prefetch", "data.prefetch", "Ready batches kept ahead; 0 = 2 x threads", "0");
+  cli.option(stream, "--seed", "data.seed", "Shuffle seed", "0");
+  cli.flag(stream, "--xflip", "data.xflip", "Mirror augmentation (dataset doubled, as StyleGAN2-ADA --mirror)");
+  cli.option(stream, "--on-corrupt", "data.on_corrupt", "Corrupt row: fail | skip (replaced, counted, logged)", "fail");
+  cli.option(stream, "--epochs", "stream.epochs", "Epochs to stream", "1");
+  cli.option(stream, "--rank", "stream.rank", "Rank to stream as (default: from the launcher)");
+  cli.option(stream, "--world", "stream.world", "World size (default: from the launcher)");
+  cli.on_run(stream, run_stream);
+}
+
+}  // namespace facetex::app

@@ -1,0 +1,10 @@
+// facetex: one binary for training and cluster batch jobs. This file only wires subcommands; the work lives in
+// the libraries (see docs/architecture.md).
+#include "apps/cli.h"
+
+int main(int argc, char** argv) {
+  facetex::app::Cli cli;
+  facetex::app::add_data_commands(cli);
+  facetex::app::add_version_command(cli);
+  return cli.main(argc, argv);
+}

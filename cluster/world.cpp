@@ -1,0 +1,43 @@
+#include "cluster/world.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "core/env_param.h"
+#include "core/error.h"
+
+namespace facetex::cluster {
+namespace {
+bool has_env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0';
+}
+}  // namespace
+
+World discover_world() {
+  World w;
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) == 0) w.node = host;
+  if (has_env("OMPI_COMM_WORLD_RANK")) {
+    w.launcher = "openmpi";
+    w.rank = static_cast<int>(env_int("OMPI_COMM_WORLD_RANK", 0));
+    w.size = static_cast<int>(env_int("OMPI_COMM_WORLD_SIZE", 1));
+    w.local_rank = static_cast<int>(env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0));
+    w.local_size = static_cast<int>(env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1));
+  } else if (has_env("SLURM_PROCID") && has_env("SLURM_NTASKS")) {
+    w.launcher = "slurm";
+    w.rank = static_cast<int>(env_int("SLURM_PROCID", 0));
+    w.size = static_cast<int>(env_int("SLURM_NTASKS", 1));
+    w.local_rank = static_cast<int>(env_int("SLURM_LOCALID", 0));
+    w.local_size = static_cast<int>(env_int("SLURM_NTASKS_PER_NODE", 1));
+  } else {
+    w.launcher = "single";
+  }
+  FACETEX_CHECK_USAGE(w.size >= 1 && w.rank >= 0 && w.rank < w.size, "{} environment gives rank {} of {}", w.launcher,
+                      w.rank, w.size);
+  FACETEX_CHECK_USAGE(w.local_rank >= 0, "{} environment gives local rank {}", w.launcher, w.local_rank);
+  return w;
+}
+
+}  // namespace facetex::cluster

@@ -1,0 +1,63 @@
+# Every external dependency, found once. docs/dependencies.md explains why each is here.
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+
+# LibTorch: Debian's libtorch-dev (CPU, 1.13) or any CUDA LibTorch 2.x (CMAKE_PREFIX_PATH=torch.utils.cmake_prefix_path).
+find_package(Torch REQUIRED)
+if(TORCH_CUDA_LIBRARIES OR TARGET torch_cuda OR TARGET c10_cuda)
+  set(FACETEX_TORCH_CUDA ON)
+else()
+  set(FACETEX_TORCH_CUDA OFF)
+endif()
+if(FACETEX_TORCH_CUDA AND NOT FACETEX_CUDA)
+  message(FATAL_ERROR "LibTorch has CUDA but FACETEX_CUDA is off: put nvcc on PATH or set CMAKE_CUDA_COMPILER")
+endif()
+
+find_package(HDF5 REQUIRED COMPONENTS C)
+find_package(MPI REQUIRED COMPONENTS C)
+find_package(CLI11 REQUIRED)
+find_package(nlohmann_json 3.9 REQUIRED)
+find_package(fmt REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(ZLIB REQUIRED)
+pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
+pkg_check_modules(LIBZIP REQUIRED IMPORTED_TARGET libzip)
+
+# OpenCV: only imgcodecs + imgproc (+ core). Debian's -dev packages for single modules ship no CMake config.
+find_path(OpenCV_INCLUDE_DIR opencv2/imgcodecs.hpp PATH_SUFFIXES opencv4 REQUIRED)
+foreach(_m core imgproc imgcodecs)
+  find_library(OpenCV_${_m}_LIBRARY opencv_${_m} REQUIRED)
+endforeach()
+add_library(facetex_opencv INTERFACE)
+target_include_directories(facetex_opencv SYSTEM INTERFACE ${OpenCV_INCLUDE_DIR})
+target_link_libraries(facetex_opencv INTERFACE ${OpenCV_imgcodecs_LIBRARY} ${OpenCV_imgproc_LIBRARY} ${OpenCV_core_LIBRARY})
+
+# libdeflate: PCLMUL-accelerated CRC-32 (same polynomial as zlib) and a faster inflate. zlib is the fallback.
+pkg_check_modules(LIBDEFLATE IMPORTED_TARGET libdeflate)
+set(FACETEX_LIBDEFLATE ${LIBDEFLATE_FOUND})
+
+if(FACETEX_PROMETHEUS STREQUAL "AUTO")
+  find_package(prometheus-cpp CONFIG QUIET)
+  set(FACETEX_PROMETHEUS ${prometheus-cpp_FOUND})
+elseif(FACETEX_PROMETHEUS)
+  find_package(prometheus-cpp CONFIG REQUIRED)
+endif()
+
+if(FACETEX_NCCL STREQUAL "AUTO")
+  set(FACETEX_NCCL OFF)
+  if(FACETEX_CUDA)
+    find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} $ENV{NCCL_HOME}/include)
+    find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} $ENV{NCCL_HOME}/lib)
+    if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+      set(FACETEX_NCCL ON)
+    endif()
+  endif()
+endif()
+
+if(FACETEX_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+  include(GoogleTest)
+endif()
+if(FACETEX_BUILD_BENCH)
+  find_package(benchmark REQUIRED)
+endif()

@@ -1,0 +1,201 @@
+#include "core/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <functional>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace facetex {
+
+struct Config::Impl {
+  toml::table root;
+};
+
+Config::Config() : impl_(std::make_unique<Impl>()) {}
+Config::~Config() = default;
+Config::Config(const Config& o) : impl_(std::make_unique<Impl>(*o.impl_)) {}
+Config& Config::operator=(const Config& o) {
+  if (this != &o) impl_ = std::make_unique<Impl>(*o.impl_);
+  return *this;
+}
+Config::Config(Config&&) noexcept = default;
+Config& Config::operator=(Config&&) noexcept = default;
+
+namespace {
+
+std::vector<std::string> split_key(const std::string& key) {
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  std::string p;
+  while (std::getline(ss, p, '.')) {
+    FACETEX_CHECK_USAGE(!p.empty(), "invalid config key '{}'", key);
+    parts.push_back(p);
+  }
+  FACETEX_CHECK_USAGE(!parts.empty(), "empty config key");
+  return parts;
+}
+
+const toml::node* find(const toml::table& root, const std::string& key) {
+  const toml::node* node = &root;
+  for (const auto& part : split_key(key)) {
+    const toml::table* t = node->as_table();
+    if (t == nullptr) return nullptr;
+    node = t->get(part);
+    if (node == nullptr) return nullptr;
+  }
+  return node;
+}
+
+std::string type_name(const toml::node& n) {
+  std::ostringstream ss;
+  ss << n.type();
+  return ss.str();
+}
+
+void merge_into(toml::table& dst, const toml::table& src) {
+  for (const auto& [k, v] : src) {
+    if (const toml::table* sub = v.as_table()) {
+      toml::node* existing = dst.get(k);
+      if (existing != nullptr && existing->is_table()) {
+        merge_into(*existing->as_table(), *sub);
+        continue;
+      }
+    }
+    dst.insert_or_assign(k, v);
+  }
+}
+
+void collect_keys(const toml::table& t, const std::string& prefix, std::vector<std::string>& out) {
+  for (const auto& [k, v] : t) {
+    std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const toml::table* sub = v.as_table()) {
+      collect_keys(*sub, key, out);
+    } else {
+      out.push_back(key);
+    }
+  }
+}
+
+}  // namespace
+
+Config Config::parse(std::string_view text, const std::string& source_name) {
+  Config c;
+  try {
+    c.impl_->root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    throw UsageError(fmt::format("{}:{}:{}: {}", source_name, e.source().begin.line, e.source().begin.column,
+                                 e.description()));
+  }
+  return c;
+}
+
+Config Config::load(const std::filesystem::path& file) {
+  std::error_code ec;
+  FACETEX_CHECK_USAGE(std::filesystem::is_regular_file(file, ec), "config file {} does not exist", file.string());
+  Config c;
+  try {
+    c.impl_->root = toml::parse_file(file.string());
+  } catch (const toml::parse_error& e) {
+    throw UsageError(fmt::format("{}:{}:{}: {}", file.string(), e.source().begin.line, e.source().begin.column,
+                                 e.description()));
+  }
+  return c;
+}
+
+void Config::set(const std::string& assignment) {
+  auto eq = assignment.find('=');
+  FACETEX_CHECK_USAGE(eq != std::string::npos && eq > 0, "--set expects key=value, got '{}'", assignment);
+  set_value(assignment.substr(0, eq), assignment.substr(eq + 1));
+}
+
+void Config::set_value(const std::string& key, const std::string& value_text) {
+  auto parts = split_key(key);
+  toml::table value_holder;
+  try {
+    value_holder = toml::parse("v = " + value_text);
+  } catch (const toml::parse_error&) {
+    value_holder = toml::table{};
+    value_holder.insert("v", value_text);  // not TOML: a bare string such as a path
+  }
+  toml::table* t = &impl_->root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    toml::node* n = t->get(parts[i]);
+    if (n == nullptr) {
+      t->insert(parts[i], toml::table{});
+      n = t->get(parts[i]);
+    }
+    FACETEX_CHECK_USAGE(n->is_table(), "config key '{}': '{}' is a value, not a table", key, parts[i]);
+    t = n->as_table();
+  }
+  const toml::node* existing = t->get(parts.back());
+  FACETEX_CHECK_USAGE(existing == nullptr || !existing->is_table(), "config key '{}' is a table; set one of its keys",
+                      key);
+  t->insert_or_assign(parts.back(), *value_holder.get("v"));
+}
+
+void Config::merge(const Config& other) { merge_into(impl_->root, other.impl_->root); }
+
+bool Config::has(const std::string& key) const { return find(impl_->root, key) != nullptr; }
+
+std::optional<int64_t> Config::get_int(const std::string& key) const {
+  const toml::node* n = find(impl_->root, key);
+  if (n == nullptr) return std::nullopt;
+  auto v = n->value_exact<int64_t>();
+  FACETEX_CHECK_USAGE(v.has_value(), "config key '{}': expected an integer, got {}", key, type_name(*n));
+  return v;
+}
+
+std::optional<double> Config::get_double(const std::string& key) const {
+  const toml::node* n = find(impl_->root, key);
+  if (n == nullptr) return std::nullopt;
+  if (auto i = n->value_exact<int64_t>()) return static_cast<double>(*i);
+  auto v = n->value_exact<double>();
+  FACETEX_CHECK_USAGE(v.has_value(), "config key '{}': expected a number, got {}", key, type_name(*n));
+  return v;
+}
+
+std::optional<bool> Config::get_bool(const std::string& key) const {
+  const toml::node* n = find(impl_->root, key);
+  if (n == nullptr) return std::nullopt;
+  auto v = n->value_exact<bool>();
+  FACETEX_CHECK_USAGE(v.has_value(), "config key '{}': expected true or false, got {}", key, type_name(*n));
+  return v;
+}
+
+std::optional<std::string> Config::get_string(const std::string& key) const {
+  const toml::node* n = find(impl_->root, key);
+  if (n == nullptr) return std::nullopt;
+  auto v = n->value_exact<std::string>();
+  FACETEX_CHECK_USAGE(v.has_value(), "config key '{}': expected a string, got {}", key, type_name(*n));
+  return v;
+}
+
+int64_t Config::require_int(const std::string& key) const {
+  auto v = get_int(key);
+  FACETEX_CHECK_USAGE(v.has_value(), "config key '{}' is required", key);
+  return *v;
+}
+
+std::string Config::require_string(const std::string& key) const {
+  auto v = get_string(key);
+  FACETEX_CHECK_USAGE(v.has_value(), "config key '{}' is required", key);
+  return *v;
+}
+
+std::vector<std::string> Config::keys() const {
+  std::vector<std::string> out;
+  collect_keys(impl_->root, "", out);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string Config::to_toml() const {
+  std::ostringstream ss;
+  ss << impl_->root << "\n";
+  return ss.str();
+}
+
+}  // namespace facetex

@@ -1,0 +1,61 @@
+// TOML configuration (toml++) with dotted-key overrides: the single source of truth for every job's settings.
+// Precedence (lowest to highest): built-in defaults < --config FILE < --set key=value < explicit CLI flags.
+// The resolved config is written next to a job's outputs, so every result says exactly how it was made.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace facetex {
+
+class Config {
+ public:
+  Config();
+  ~Config();
+  Config(const Config&);
+  Config& operator=(const Config&);
+  Config(Config&&) noexcept;
+  Config& operator=(Config&&) noexcept;
+
+  // UsageError naming file:line:column on a syntax error.
+  static Config load(const std::filesystem::path& file);
+  static Config parse(std::string_view toml_text, const std::string& source_name = "<config>");
+
+  // "section.key=value": the value is read as a TOML value (64, 0.5, true, "x", [1, 2]); anything that is not
+  // valid TOML is taken as a string, so paths need no quotes. Creates tables on the way.
+  void set(const std::string& assignment);
+  void set_value(const std::string& key, const std::string& value_text);
+  // Keys of `other` override ours (tables merge recursively).
+  void merge(const Config& other);
+
+  bool has(const std::string& key) const;
+  // Typed access; a present value of the wrong type is a UsageError naming the key. Integers convert to double.
+  std::optional<int64_t> get_int(const std::string& key) const;
+  std::optional<double> get_double(const std::string& key) const;
+  std::optional<bool> get_bool(const std::string& key) const;
+  std::optional<std::string> get_string(const std::string& key) const;
+
+  int64_t get_int(const std::string& key, int64_t fallback) const { return get_int(key).value_or(fallback); }
+  double get_double(const std::string& key, double fallback) const { return get_double(key).value_or(fallback); }
+  bool get_bool(const std::string& key, bool fallback) const { return get_bool(key).value_or(fallback); }
+  std::string get_string(const std::string& key, const std::string& fallback) const {
+    return get_string(key).value_or(fallback);
+  }
+  int64_t require_int(const std::string& key) const;
+  std::string require_string(const std::string& key) const;
+
+  // Every leaf as a dotted key, sorted.
+  std::vector<std::string> keys() const;
+  std::string to_toml() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace facetex

@@ -1,0 +1,114 @@
+#include "core/log.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "core/env_param.h"
+#include "core/error.h"
+
+namespace facetex::log {
+namespace {
+
+struct State {
+  std::mutex mu;
+  Options options;
+  bool initialised = false;
+  std::vector<spdlog::sink_ptr> sinks;
+  std::set<std::string> file_paths;
+  std::map<std::string, std::shared_ptr<spdlog::logger>> loggers;
+  spdlog::level::level_enum default_level = spdlog::level::info;
+  std::map<std::string, spdlog::level::level_enum> subsystem_levels;
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+spdlog::level::level_enum parse_level(const std::string& text) {
+  auto level = spdlog::level::from_str(text);
+  // spdlog maps unknown names to "off"; only accept "off" when it was asked for.
+  FACETEX_CHECK_USAGE(level != spdlog::level::off || text == "off",
+                      "unknown log level '{}' (trace, debug, info, warn, error, critical, off)", text);
+  return level;
+}
+
+std::string pattern(int rank) { return fmt::format("%Y-%m-%d %H:%M:%S.%e r{} %n %^%l%$: %v", rank); }
+
+spdlog::level::level_enum level_for(const State& s, const std::string& name) {
+  auto level = s.default_level;
+  auto it = s.subsystem_levels.find(name);
+  if (it != s.subsystem_levels.end()) level = it->second;
+  if (s.options.rank != 0 && !s.options.all_ranks && level < spdlog::level::warn) level = spdlog::level::warn;
+  return level;
+}
+
+void apply(State& s, spdlog::logger& logger) {
+  logger.set_level(level_for(s, logger.name()));
+  logger.flush_on(spdlog::level::warn);
+}
+
+void ensure_sinks(State& s) {
+  if (!s.sinks.empty()) return;
+  s.sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  s.sinks.back()->set_pattern(pattern(s.options.rank));
+}
+
+}  // namespace
+
+void init(const Options& options) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.options = options;
+  std::string spec = options.levels;
+  std::string env = env_string("FACETEX_LOG_LEVEL", "");
+  if (!env.empty()) spec = env;
+  s.subsystem_levels.clear();
+  s.default_level = spdlog::level::info;
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    auto eq = item.find('=');
+    if (eq == std::string::npos) {
+      s.default_level = parse_level(item);
+    } else {
+      s.subsystem_levels[item.substr(0, eq)] = parse_level(item.substr(eq + 1));
+    }
+  }
+  ensure_sinks(s);
+  for (auto& sink : s.sinks) sink->set_pattern(pattern(options.rank));
+  for (auto& [name, logger] : s.loggers) apply(s, *logger);
+  s.initialised = true;
+}
+
+void add_file_sink(const std::string& path) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (!s.file_paths.insert(path).second) return;
+  ensure_sinks(s);
+  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, /*truncate=*/false);
+  sink->set_pattern(pattern(s.options.rank));
+  s.sinks.push_back(sink);
+  for (auto& [name, logger] : s.loggers) logger->sinks().push_back(sink);
+}
+
+spdlog::logger& get(const std::string& subsystem) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.loggers.find(subsystem);
+  if (it != s.loggers.end()) return *it->second;
+  ensure_sinks(s);
+  auto logger = std::make_shared<spdlog::logger>(subsystem, s.sinks.begin(), s.sinks.end());
+  apply(s, *logger);
+  s.loggers.emplace(subsystem, logger);
+  return *logger;
+}
+
+}  // namespace facetex::log

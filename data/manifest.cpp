@@ -1,0 +1,186 @@
+#include "data/manifest.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <regex>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace facetex::data {
+namespace {
+
+std::string hex32(uint32_t v) { return fmt::format("{:#010x}", v); }
+
+template <typename T>
+T field(const json& j, const char* name, const std::string& where) {
+  FACETEX_CHECK_DATA(j.contains(name), "{}: missing field '{}'", where, name);
+  try {
+    return j.at(name).get<T>();
+  } catch (const json::exception&) {
+    throw DataError(fmt::format("{}: field '{}' has the wrong type", where, name));
+  }
+}
+
+json to_json(const Manifest& m) {
+  json shards = json::array();
+  for (const auto& s : m.shards) {
+    shards.push_back({{"file", s.file},
+                      {"count", s.count},
+                      {"bytes", s.bytes},
+                      {"rows_crc32", hex32(s.rows_crc32)},
+                      {"input_begin", s.input_begin},
+                      {"input_end", s.input_end}});
+  }
+  json skipped = json::array();
+  for (const auto& s : m.skipped) skipped.push_back({{"input", s.input}, {"key", s.key}, {"reason", s.reason}});
+  json j = {{"format", kManifestFormat},
+            {"version", kManifestVersion},
+            {"resolution", m.resolution},
+            {"channels", m.channels},
+            {"storage", storage_name(m.storage)},
+            {"count", m.count},
+            {"shard_size", m.shard_size},
+            {"total_inputs", m.total_inputs},
+            {"source", m.source},
+            {"created_by", m.created_by},
+            {"shards", shards},
+            {"skipped", skipped}};
+  if (m.part) j["part"] = m.part->str();
+  return j;
+}
+
+}  // namespace
+
+std::string part_manifest_name(const Part& part) {
+  return fmt::format("dataset.part-{:05d}-of-{:05d}.json", part.index, part.count);
+}
+
+Manifest read_manifest(const fs::path& file) {
+  const std::string where = file.string();
+  json j;
+  try {
+    j = json::parse(read_file(file));
+  } catch (const json::parse_error& e) {
+    throw DataError(fmt::format("{}: not valid JSON: {}", where, e.what()));
+  }
+  FACETEX_CHECK_DATA(j.is_object() && j.value("format", "") == kManifestFormat,
+                     "{}: not a facetex dataset manifest (format != '{}')", where, kManifestFormat);
+  const auto version = field<int64_t>(j, "version", where);
+  FACETEX_CHECK_DATA(version >= 1 && version <= kManifestVersion, "{}: manifest version {} is not supported", where,
+                     version);
+  Manifest m;
+  m.resolution = field<int64_t>(j, "resolution", where);
+  m.channels = field<int64_t>(j, "channels", where);
+  try {
+    m.storage = parse_storage(field<std::string>(j, "storage", where));
+  } catch (const UsageError& e) {
+    throw DataError(fmt::format("{}: {}", where, e.what()));
+  }
+  m.count = field<int64_t>(j, "count", where);
+  m.shard_size = field<int64_t>(j, "shard_size", where);
+  m.total_inputs = field<int64_t>(j, "total_inputs", where);
+  m.source = j.value("source", "");
+  m.created_by = j.value("created_by", "");
+  if (j.contains("part")) {
+    try {
+      m.part = parse_part(field<std::string>(j, "part", where));
+    } catch (const UsageError& e) {
+      throw DataError(fmt::format("{}: field 'part': {}", where, e.what()));
+    }
+  }
+  int64_t sum = 0;
+  for (const auto& s : field<json>(j, "shards", where)) {
+    const std::string w = fmt::format("{} (shards[{}])", where, m.shards.size());
+    ShardEntry e;
+    e.file = field<std::string>(s, "file", w);
+    e.count = field<int64_t>(s, "count", w);
+    e.bytes = field<int64_t>(s, "bytes", w);
+    e.rows_crc32 = static_cast<uint32_t>(std::stoul(field<std::string>(s, "rows_crc32", w), nullptr, 16));
+    e.input_begin = field<int64_t>(s, "input_begin", w);
+    e.input_end = field<int64_t>(s, "input_end", w);
+    FACETEX_CHECK_DATA(e.file.find('/') == std::string::npos && !e.file.empty(), "{}: invalid shard file name '{}'", w,
+                       e.file);
+    FACETEX_CHECK_DATA(e.count >= 0 && e.count <= e.input_end - e.input_begin, "{}: count {} does not fit inputs [{}, {})",
+                       w, e.count, e.input_begin, e.input_end);
+    sum += e.count;
+    m.shards.push_back(e);
+  }
+  FACETEX_CHECK_DATA(sum == m.count, "{}: shards hold {} rows but count is {}", where, sum, m.count);
+  if (j.contains("skipped")) {
+    for (const auto& s : j.at("skipped")) {
+      m.skipped.push_back({s.value("input", int64_t{-1}), s.value("key", ""), s.value("reason", "")});
+    }
+  }
+  return m;
+}
+
+void write_manifest(const fs::path& file, const Manifest& manifest) {
+  write_file_atomic(file, to_json(manifest).dump(2) + "\n");
+}
+
+Manifest merge_part_manifests(const fs::path& dir) {
+  std::error_code ec;
+  FACETEX_CHECK_DATA(fs::is_directory(dir, ec), "{}: no such folder", dir.string());
+  const std::regex pattern(R"(dataset\.part-(\d+)-of-(\d+)\.json)");
+  std::map<int64_t, std::pair<fs::path, Manifest>> parts;
+  int64_t total_parts = -1;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::smatch match;
+    const std::string name = entry.path().filename().string();
+    if (!std::regex_match(name, match, pattern)) continue;
+    Manifest m = read_manifest(entry.path());
+    FACETEX_CHECK_DATA(m.part.has_value(), "{}: part manifest without a 'part' field", entry.path().string());
+    FACETEX_CHECK_DATA(m.part->index == std::stoll(match[1]) && m.part->count == std::stoll(match[2]),
+                       "{}: file name says part {}/{} but the manifest says {}", entry.path().string(), match[1].str(),
+                       match[2].str(), m.part->str());
+    FACETEX_CHECK_DATA(total_parts < 0 || total_parts == m.part->count,
+                       "{}: part manifests of different splits (of {} and of {}) in one folder", dir.string(),
+                       total_parts, m.part->count);
+    total_parts = m.part->count;
+    parts.emplace(m.part->index, std::make_pair(entry.path(), std::move(m)));
+  }
+  FACETEX_CHECK_DATA(!parts.empty(), "{}: no dataset.part-*-of-*.json manifests to merge", dir.string());
+  for (int64_t i = 0; i < total_parts; ++i) {
+    FACETEX_CHECK_DATA(parts.count(i) == 1, "{}: part {}/{} is missing ({} not found); run that array task again",
+                       dir.string(), i, total_parts, part_manifest_name(Part{i, total_parts}));
+  }
+  Manifest out;
+  const Manifest& first = parts.begin()->second.second;
+  out.resolution = first.resolution;
+  out.channels = first.channels;
+  out.storage = first.storage;
+  out.shard_size = first.shard_size;
+  out.total_inputs = first.total_inputs;
+  out.source = first.source;
+  out.created_by = first.created_by;
+  for (auto& [index, pm] : parts) {
+    const auto& [path, m] = pm;
+    FACETEX_CHECK_DATA(m.resolution == out.resolution && m.storage == out.storage && m.shard_size == out.shard_size &&
+                           m.total_inputs == out.total_inputs,
+                       "{}: resolution/storage/shard_size/total_inputs differ from part 0 ({}, {}, {}, {})",
+                       path.string(), out.resolution, storage_name(out.storage), out.shard_size, out.total_inputs);
+    out.shards.insert(out.shards.end(), m.shards.begin(), m.shards.end());
+    out.skipped.insert(out.skipped.end(), m.skipped.begin(), m.skipped.end());
+    out.count += m.count;
+  }
+  std::sort(out.shards.begin(), out.shards.end(),
+            [](const ShardEntry& a, const ShardEntry& b) { return a.input_begin < b.input_begin; });
+  int64_t expect = 0;
+  for (const auto& s : out.shards) {
+    FACETEX_CHECK_DATA(s.input_begin == expect, "{}: shards do not tile the inputs: {} starts at input {}, expected {}",
+                       dir.string(), s.file, s.input_begin, expect);
+    expect = s.input_end;
+  }
+  FACETEX_CHECK_DATA(expect == out.total_inputs, "{}: shards cover inputs [0, {}) but there are {} inputs",
+                     dir.string(), expect, out.total_inputs);
+  write_manifest(dir / kManifestName, out);
+  return out;
+}
+
+}  // namespace facetex::data

@@ -1,0 +1,60 @@
+// dataset.json: the manifest of a packed dataset (docs/formats.md). It lists every shard with its row count, file
+// size and a content digest, so `data verify` and the loader notice a manifest that disagrees with its shards.
+// `data pack --part i/N` writes dataset.part-<i>-of-<N>.json; `data merge-manifest` joins the parts.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/partition.h"
+#include "data/shard_format.h"
+
+namespace facetex::data {
+
+inline constexpr char kManifestFormat[] = "facetex-dataset";
+inline constexpr int64_t kManifestVersion = 1;
+inline constexpr char kManifestName[] = "dataset.json";
+
+struct ShardEntry {
+  std::string file;
+  int64_t count = 0;
+  int64_t bytes = 0;
+  uint32_t rows_crc32 = 0;
+  int64_t input_begin = 0;  // the shard covers inputs [input_begin, input_end) of the sorted input list
+  int64_t input_end = 0;
+};
+
+struct SkippedInput {
+  int64_t input = 0;
+  std::string key;
+  std::string reason;
+};
+
+struct Manifest {
+  int64_t resolution = 0;
+  int64_t channels = kChannels;
+  Storage storage = Storage::kRaw;
+  int64_t count = 0;         // rows over all shards listed here
+  int64_t shard_size = 0;    // inputs per shard slot
+  int64_t total_inputs = 0;  // size of the whole sorted input list (all parts)
+  std::string source;
+  std::string created_by;
+  std::optional<Part> part;  // set in a part manifest
+  std::vector<ShardEntry> shards;
+  std::vector<SkippedInput> skipped;
+};
+
+std::string part_manifest_name(const Part& part);  // "dataset.part-00003-of-00016.json"
+
+// DataError naming the file and the offending field.
+Manifest read_manifest(const std::filesystem::path& file);
+void write_manifest(const std::filesystem::path& file, const Manifest& manifest);  // atomic
+
+// Joins dataset.part-*-of-N.json in `dir` into dir/dataset.json. DataError when a part is missing, duplicated,
+// inconsistent (resolution, storage, shard size, input count) or when shards overlap.
+Manifest merge_part_manifests(const std::filesystem::path& dir);
+
+}  // namespace facetex::data

@@ -1,0 +1,295 @@
+#include "data/pack.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "core/atomic_file.h"
+#include "core/crc32.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/version.h"
+#include "data/image_source.h"
+#include "data/shard_reader.h"
+#include "data/shard_writer.h"
+#include "monitoring/metrics.h"
+
+namespace fs = std::filesystem;
+
+namespace facetex::data {
+namespace {
+
+// One prepared row, or the reason its input was rejected.
+struct Prepared {
+  std::string payload, zlib_chunk;
+  uint32_t crc = 0;
+  std::string error;
+};
+
+bool is_png_bytes(const std::string& b) { return b.size() >= 8 && b.compare(0, 8, "\x89PNG\r\n\x1a\n", 8) == 0; }
+bool is_jpeg_bytes(const std::string& b) {
+  return b.size() >= 3 && uint8_t(b[0]) == 0xFF && uint8_t(b[1]) == 0xD8 && uint8_t(b[2]) == 0xFF;
+}
+
+// FNV-1a 64: a stable digest of what a shard holds (input keys and every setting that changes the bytes).
+struct Fnv64 {
+  uint64_t h = 0xcbf29ce484222325ull;
+  void add(const std::string& s) {
+    for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+    h = (h ^ 0xff) * 0x100000001b3ull;  // separator
+  }
+  std::string hex() const { return fmt::format("{:016x}", h); }
+};
+
+class Packer {
+ public:
+  Packer(const PackOptions& o, const ImageSource& src, int resolution)
+      : o_(o), src_(src), resolution_(resolution), threads_(o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()))) {}
+
+  Prepared prepare(int64_t input) const {
+    Prepared p;
+    const std::string where = src_.describe(input);
+    try {
+      std::string bytes = src_.read(input);
+      Image img = decode_image(bytes, where);
+      const bool exact = img.height == resolution_ && img.width == resolution_;
+      const bool squarable = img.height == img.width || o_.square == SquarePolicy::kCenterCrop;
+      FACETEX_CHECK_DATA(!auto_resolution_ || !squarable || std::min(img.height, img.width) == resolution_,
+                         "{}: image is {}x{} but the collection's first image gave {}x{} (mixed sizes: pass "
+                         "--resolution to resize every image to one size)",
+                         where, img.width, img.height, resolution_, resolution_);
+      // Same decoder, same pixels: a PNG/JPEG input that already has the target size is stored as-is, which
+      // avoids re-encoding time and, for JPEG, a second generation of compression loss.
+      if (exact && ((o_.storage == Storage::kPng && is_png_bytes(bytes)) ||
+                    (o_.storage == Storage::kJpeg && is_jpeg_bytes(bytes)))) {
+        p.payload = std::move(bytes);
+      } else {
+        Image fitted = fit_square(img, FitOptions{resolution_, o_.square, o_.allow_upscale}, where);
+        switch (o_.storage) {
+          case Storage::kRaw: p.payload.assign(fitted.rgb.begin(), fitted.rgb.end()); break;
+          case Storage::kPng: p.payload = encode_png(fitted, o_.png_level); break;
+          case Storage::kJpeg: p.payload = encode_jpeg(fitted, o_.jpeg_quality); break;
+        }
+      }
+      p.crc = crc32(p.payload.data(), p.payload.size());
+      if (o_.storage == Storage::kRaw && o_.deflate > 0) p.zlib_chunk = zlib_compress(p.payload, o_.deflate);
+    } catch (const DataError& e) {
+      p.error = e.what();
+    }
+    return p;
+  }
+
+  std::string digest(int64_t begin, int64_t end) const {
+    Fnv64 f;
+    f.add(fmt::format("v1 res={} storage={} deflate={} q={} png={} square={} up={} auto={}", resolution_,
+                      storage_name(o_.storage), o_.deflate, o_.jpeg_quality, o_.png_level, int(o_.square),
+                      o_.allow_upscale, auto_resolution_));
+    for (int64_t i = begin; i < end; ++i) f.add(src_.key(i));
+    return f.hex();
+  }
+
+  // Writes shard `index` covering inputs [begin, end). Returns its summary; rejected inputs go to `skipped`.
+  ShardSummary write_shard(int64_t index, int64_t begin, int64_t end, const std::string& digest,
+                           std::vector<SkippedInput>& skipped, Progress& progress) {
+    ShardHeader header;
+    header.storage = o_.storage;
+    header.resolution = resolution_;
+    header.count = 0;
+    header.input_begin = begin;
+    header.source_digest = digest;
+    header.created_by = fmt::format("facetex {} data pack", FACETEX_VERSION);
+    ShardWriter writer(o_.out / shard_file_name(index), header, o_.deflate);
+
+    // Workers prepare inputs in parallel; this thread appends them in input order. The window bounds memory.
+    const int64_t n = end - begin, window = 4 * int64_t(threads_);
+    std::vector<std::optional<Prepared>> slots(static_cast<size_t>(n));
+    std::mutex mu;
+    std::condition_variable cv;
+    int64_t next = 0, written = 0;
+    bool abort = false;
+    auto worker = [&] {
+      for (;;) {
+        int64_t i;
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait(lock, [&] { return abort || next >= n || next < written + window; });
+          if (abort || next >= n) return;
+          i = next++;
+        }
+        Prepared p = prepare(begin + i);
+        std::lock_guard<std::mutex> lock(mu);
+        slots[static_cast<size_t>(i)] = std::move(p);
+        cv.notify_all();
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads_; ++t) pool.emplace_back(worker);
+    auto stop_pool = [&] {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        abort = true;
+      }
+      cv.notify_all();
+      for (auto& t : pool) t.join();
+      pool.clear();
+    };
+    try {
+      for (int64_t i = 0; i < n; ++i) {
+        Prepared p;
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait(lock, [&] { return slots[static_cast<size_t>(i)].has_value(); });
+          p = std::move(*slots[static_cast<size_t>(i)]);
+          slots[static_cast<size_t>(i)].reset();
+          written = i + 1;
+        }
+        cv.notify_all();
+        if (!p.error.empty()) {
+          if (o_.on_corrupt == OnCorrupt::kFail) throw DataError(p.error);
+          log::get("data").warn("skipping input (--on-corrupt=skip): {}", p.error);
+          skipped.push_back({begin + i, src_.key(begin + i), p.error});
+          metrics::counter("facetex_pack_skipped_inputs_total", "Inputs left out of the shards (--on-corrupt=skip)")
+              .inc();
+        } else {
+          writer.append(src_.key(begin + i), p.payload, p.crc, p.zlib_chunk);
+        }
+        progress.advance();
+      }
+    } catch (...) {
+      stop_pool();
+      throw;  // the writer's temporary file is removed; shards written before stay complete
+    }
+    stop_pool();
+    return writer.commit();
+  }
+
+  void set_auto_resolution(bool v) { auto_resolution_ = v; }
+
+ private:
+  const PackOptions& o_;
+  const ImageSource& src_;
+  int resolution_;
+  int threads_;
+  bool auto_resolution_ = false;
+};
+
+// Removes "<shard>.partial-*" leftovers of a crashed earlier attempt at this shard (only this task writes it).
+void remove_partials(const fs::path& dir, const std::string& shard_name) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(shard_name + std::string(kPartialMarker), 0) == 0) fs::remove(e.path(), ec);
+  }
+}
+
+// An existing shard is reused when it opens cleanly and records the same digest and input range.
+std::optional<ShardSummary> reusable(const fs::path& path, const std::string& digest, int64_t begin) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return std::nullopt;
+  try {
+    ShardReader reader(path);
+    if (reader.header().source_digest != digest || reader.header().input_begin != begin) return std::nullopt;
+    return summarize_shard(path);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+PackResult pack_images(const PackOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto& log = log::get("data");
+  FACETEX_CHECK_USAGE(o.shard_size >= 1, "--shard-size must be >= 1, got {}", o.shard_size);
+  FACETEX_CHECK_USAGE(o.resolution >= 0 && o.resolution <= 16384, "--resolution must be in 1..16384");
+  FACETEX_CHECK_USAGE(o.jpeg_quality >= 1 && o.jpeg_quality <= 100, "--jpeg-quality must be 1..100");
+  FACETEX_CHECK_USAGE(o.deflate == 0 || o.storage == Storage::kRaw, "--deflate applies to raw storage only");
+  auto src = open_image_source(o.images);
+  if (src->ignored_files() > 0) log.info("{}: ignoring {} files that are not .png/.jpg/.jpeg", o.images, src->ignored_files());
+
+  int resolution = o.resolution;
+  const bool auto_resolution = resolution == 0;
+  if (auto_resolution) {
+    Image first = decode_image(src->read(0), src->describe(0));
+    FACETEX_CHECK_DATA(first.height == first.width || o.square == SquarePolicy::kCenterCrop,
+                       "{}: image is {}x{}, not square (pass --square center-crop, or --resolution)", src->describe(0),
+                       first.width, first.height);
+    resolution = std::min(first.height, first.width);
+    log.info("resolution {} (from {})", resolution, src->describe(0));
+  }
+
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  FACETEX_CHECK_RUNTIME(!ec, "{}: cannot create output folder: {}", o.out.string(), ec.message());
+
+  const int64_t total = src->size();
+  const int64_t num_slots = (total + o.shard_size - 1) / o.shard_size;
+  const Range mine = part_range(num_slots, o.part);
+  const int64_t my_inputs = std::min(total, mine.end * o.shard_size) - std::min(total, mine.begin * o.shard_size);
+  log.info("packing {} of {} inputs from {} into shards {}..{} of {} ({} storage, {}x{}){}", my_inputs, total,
+           o.images, mine.begin, mine.end - 1, num_slots, storage_name(o.storage), resolution, resolution,
+           o.part.whole() ? "" : fmt::format(", part {}", o.part.str()));
+
+  Packer packer(o, *src, resolution);
+  packer.set_auto_resolution(auto_resolution);
+  PackResult result;
+  Manifest& m = result.manifest;
+  m.resolution = resolution;
+  m.storage = o.storage;
+  m.shard_size = o.shard_size;
+  m.total_inputs = total;
+  m.source = o.images;
+  m.created_by = fmt::format("facetex {} data pack", FACETEX_VERSION);
+  if (!o.part.whole()) m.part = o.part;
+
+  Progress progress("pack", my_inputs, "images", "data");
+  for (int64_t k = mine.begin; k < mine.end; ++k) {
+    const int64_t begin = k * o.shard_size, end = std::min(total, begin + o.shard_size);
+    const std::string name = shard_file_name(k), digest = packer.digest(begin, end);
+    std::vector<SkippedInput> skipped;
+    ShardSummary summary;
+    if (auto existing = reusable(o.out / name, digest, begin)) {
+      log.info("{}: complete from an earlier run, keeping it", name);
+      summary = *existing;
+      ++result.shards_reused;
+      progress.advance(end - begin);
+    } else {
+      remove_partials(o.out, name);
+      summary = packer.write_shard(k, begin, end, digest, skipped, progress);
+      ++result.shards_written;
+      result.rows_written += summary.count;
+      metrics::counter("facetex_pack_shards_total", "Shards written by data pack").inc();
+    }
+    m.shards.push_back({summary.file, summary.count, summary.bytes, summary.rows_crc32, begin, end});
+    m.count += summary.count;
+    m.skipped.insert(m.skipped.end(), skipped.begin(), skipped.end());
+  }
+  progress.finish();
+  // Inputs skipped in a reused shard are those of its range that are not in it.
+  for (const auto& s : m.shards) {
+    if (s.count == s.input_end - s.input_begin) continue;
+    bool listed = std::any_of(m.skipped.begin(), m.skipped.end(),
+                              [&](const SkippedInput& x) { return x.input >= s.input_begin && x.input < s.input_end; });
+    if (!listed) {
+      ShardReader reader(o.out / s.file);
+      std::vector<std::string> keys;
+      for (int64_t r = 0; r < reader.count(); ++r) keys.push_back(reader.key(r));
+      for (int64_t i = s.input_begin; i < s.input_end; ++i) {
+        if (std::find(keys.begin(), keys.end(), src->key(i)) == keys.end()) {
+          m.skipped.push_back({i, src->key(i), "skipped in an earlier run"});
+        }
+      }
+    }
+  }
+  result.manifest_path = o.out / (o.part.whole() ? std::string(kManifestName) : part_manifest_name(o.part));
+  write_manifest(result.manifest_path, m);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace facetex::data

@@ -1,0 +1,102 @@
+#include "data/verify.h"
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "data/dataset.h"
+#include "data/image_codec.h"
+#include "data/manifest.h"
+#include "data/shard_reader.h"
+
+namespace fs = std::filesystem;
+
+namespace facetex::data {
+
+VerifyReport verify_dataset(const VerifyOptions& o) {
+  VerifyReport report;
+  const Manifest m = read_manifest(o.dir / kManifestName);  // an unreadable manifest is itself the error
+  FACETEX_CHECK_DATA(!m.part.has_value(), "{}: is a part manifest; merge the parts first",
+                     (o.dir / kManifestName).string());
+
+  std::vector<std::unique_ptr<ShardReader>> shards;
+  std::set<std::string> listed;
+  int64_t total_rows = 0;
+  for (const auto& entry : m.shards) {
+    listed.insert(entry.file);
+    ++report.shards;
+    const fs::path path = o.dir / entry.file;
+    try {
+      auto shard = std::make_unique<ShardReader>(path);
+      std::string problem = compare_with_manifest(*shard, entry, m);
+      if (!problem.empty()) {
+        report.problems.push_back(fmt::format("{}: disagrees with {}: {}", path.string(), kManifestName, problem));
+      }
+      total_rows += shard->count();
+      shards.push_back(std::move(shard));
+    } catch (const DataError& e) {
+      report.problems.push_back(e.what());
+    }
+  }
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(o.dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.find(kPartialMarker) != std::string::npos) {
+      report.notes.push_back(fmt::format("{}: leftover temporary file of an interrupted write (safe to delete)", name));
+    } else if (name.rfind("shard-", 0) == 0 && name.size() > 3 && name.compare(name.size() - 3, 3, ".h5") == 0 &&
+               listed.count(name) == 0) {
+      report.notes.push_back(fmt::format("{}: shard file not listed in {}", name, kManifestName));
+    }
+  }
+
+  // Every row of every readable shard, in parallel; problems are collected in row order per shard.
+  struct Job {
+    const ShardReader* shard;
+    int64_t row;
+  };
+  std::vector<Job> jobs;
+  jobs.reserve(static_cast<size_t>(total_rows));
+  for (const auto& s : shards) {
+    for (int64_t r = 0; r < s->count(); ++r) jobs.push_back({s.get(), r});
+  }
+  std::vector<std::string> row_problems(jobs.size());
+  std::atomic<size_t> next{0};
+  Progress progress("verify", static_cast<int64_t>(jobs.size()), "rows", "data");
+  auto work = [&] {
+    std::string bytes;
+    for (size_t i; (i = next++) < jobs.size();) {
+      const Job& j = jobs[i];
+      try {
+        j.shard->read_row(j.row, bytes);
+        if (o.decode && j.shard->header().storage != Storage::kRaw) {
+          const int r = static_cast<int>(j.shard->header().resolution);
+          Image img = decode_image(bytes, j.shard->describe_row(j.row));
+          FACETEX_CHECK_DATA(img.height == r && img.width == r, "{}: decodes to {}x{}, expected {}x{}",
+                             j.shard->describe_row(j.row), img.width, img.height, r, r);
+        }
+      } catch (const DataError& e) {
+        row_problems[i] = e.what();
+      }
+      progress.advance();
+    }
+  };
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back(work);
+  for (auto& t : pool) t.join();
+  progress.finish();
+  report.rows_checked = static_cast<int64_t>(jobs.size());
+  for (auto& p : row_problems) {
+    if (p.empty()) continue;
+    ++report.bad_rows;
+    report.problems.push_back(std::move(p));
+  }
+  return report;
+}
+
+}  // namespace facetex::data

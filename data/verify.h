@@ -1,0 +1,29 @@
+// `facetex data verify`: checks a packed dataset completely — manifest, shard schema, counts, sizes, every row's
+// CRC and (for PNG/JPEG storage) that every row decodes to the right size — and names every bad row.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace facetex::data {
+
+struct VerifyOptions {
+  std::filesystem::path dir;
+  bool decode = true;  // also decode encoded rows
+  int threads = 0;
+};
+
+struct VerifyReport {
+  int64_t shards = 0;
+  int64_t rows_checked = 0;
+  int64_t bad_rows = 0;
+  std::vector<std::string> problems;  // one line each: "<file> row <i> (key '<k>'): <reason>" or a shard problem
+  std::vector<std::string> notes;     // harmless findings (leftover partial files, shards not in the manifest)
+  bool ok() const { return problems.empty(); }
+};
+
+VerifyReport verify_dataset(const VerifyOptions& options);
+
+}  // namespace facetex::data
