@@ -36,6 +36,12 @@ CLI::Option* Cli::option(CLI::App* cmd, const std::string& flags, const std::str
   return opt;
 }
 
+CLI::Option* Cli::required(CLI::App* cmd, const std::string& flags, const std::string& key, const std::string& help) {
+  CLI::Option* opt = option(cmd, flags, key, help + " (required)");
+  required_.emplace_back(cmd, opt);
+  return opt;
+}
+
 CLI::Option* Cli::flag(CLI::App* cmd, const std::string& flags, const std::string& key, const std::string& help) {
   CLI::Option* opt = cmd->add_flag(flags)->description(help + " [" + key + "]");
   bound_.emplace_back(opt, key);
@@ -53,6 +59,14 @@ Config Cli::resolve() const {
   for (const auto& s : sets_) c.set(s);
   for (const auto& [opt, key] : bound_) {
     if (opt->count() > 0) c.set_value(key, values_.at(key));
+  }
+  for (const auto& [cmd, opt] : required_) {
+    if (!cmd->parsed()) continue;
+    for (const auto& [o, key] : bound_) {
+      if (o == opt) {
+        FACETEX_CHECK_USAGE(c.has(key), "{} is required (or set {} in the config)", opt->get_name(), key);
+      }
+    }
   }
   return c;
 }

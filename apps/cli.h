@@ -21,8 +21,10 @@ class Cli {
   CLI::App& app() { return app_; }
 
   // An option whose value is stored under config `key` when given. `fallback` is only shown in --help.
+  // A required option may also come from the config file or --set: it is checked after they are merged.
   CLI::Option* option(CLI::App* cmd, const std::string& flags, const std::string& key, const std::string& help,
                       const std::string& fallback = "");
+  CLI::Option* required(CLI::App* cmd, const std::string& flags, const std::string& key, const std::string& help);
   // A boolean flag stored as `key = true` when given.
   CLI::Option* flag(CLI::App* cmd, const std::string& flags, const std::string& key, const std::string& help);
   // The job a subcommand runs once parsing (and config resolution) succeeded; returns the exit code.
@@ -40,6 +42,7 @@ class Cli {
   bool log_all_ranks_ = false;
   std::map<std::string, std::string> values_;                 // key -> raw text from the flag
   std::vector<std::pair<CLI::Option*, std::string>> bound_;  // flag -> key
+  std::vector<std::pair<CLI::App*, CLI::Option*>> required_;
   std::function<int(const Config&)> job_;
 };
 

@@ -33,6 +33,7 @@ int run_pack(const Config& c) {
   o.part = parse_part(c.get_string("pack.part", "0/1"));
   o.threads = static_cast<int>(c.get_int("pack.threads", 0));
   o.on_corrupt = data::parse_on_corrupt(c.get_string("pack.on_corrupt", "fail"));
+  o.overwrite = c.get_bool("pack.overwrite", false);
   auto r = data::pack_images(o);
   std::printf("pack: %lld images in %zu shards (%lld written, %lld kept from an earlier run), %zu inputs skipped, "
               "%.1f s -> %s\n",
@@ -124,8 +125,8 @@ void add_data_commands(Cli& cli) {
   data->require_subcommand(1);
 
   CLI::App* pack = data->add_subcommand("pack", "Pack a folder or .zip of PNG/JPEG images into HDF5 shards");
-  cli.option(pack, "--images", "pack.images", "Input folder (searched recursively) or .zip archive")->required();
-  cli.option(pack, "--out", "pack.out", "Output shard folder")->required();
+  cli.required(pack, "--images", "pack.images", "Input folder (searched recursively) or .zip archive");
+  cli.required(pack, "--out", "pack.out", "Output shard folder");
   cli.option(pack, "--resolution", "pack.resolution", "Side of the packed images; 0 = the first image's size", "0");
   cli.option(pack, "--shard-size", "pack.shard_size", "Inputs per shard", "1000");
   cli.option(pack, "--storage", "pack.storage", "raw (uint8 pixels) | png (lossless) | jpeg", "png");
@@ -136,20 +137,22 @@ void add_data_commands(Cli& cli) {
   cli.option(pack, "--part", "pack.part", "Pack part i of N (Slurm array task); then run merge-manifest", "0/1");
   cli.option(pack, "--threads", "pack.threads", "Decode/encode threads; 0 = all cores", "0");
   cli.option(pack, "--on-corrupt", "pack.on_corrupt", "Bad input image: fail | skip (listed in the manifest)", "fail");
+  cli.flag(pack, "--overwrite", "pack.overwrite",
+           "Replace a finished dataset in --out whose inputs or settings changed (default: refuse)");
   cli.on_run(pack, run_pack);
 
   CLI::App* merge = data->add_subcommand("merge-manifest", "Join the part manifests of a --part pack into dataset.json");
-  cli.option(merge, "dir", "merge.dir", "Shard folder")->required();
+  cli.required(merge, "dir", "merge.dir", "Shard folder");
   cli.on_run(merge, run_merge);
 
   CLI::App* verify = data->add_subcommand("verify", "Check a packed dataset: schema, counts, sizes, every row's CRC");
-  cli.option(verify, "dir", "verify.dir", "Shard folder")->required();
+  cli.required(verify, "dir", "verify.dir", "Shard folder");
   cli.flag(verify, "--skip-decode", "verify.skip_decode", "Do not decode PNG/JPEG rows (CRC checks only)");
   cli.option(verify, "--threads", "verify.threads", "Threads; 0 = all cores", "0");
   cli.on_run(verify, run_verify);
 
   CLI::App* inspect = data->add_subcommand("inspect", "Summarise a packed dataset; optionally write a contact sheet");
-  cli.option(inspect, "dir", "inspect.dir", "Shard folder")->required();
+  cli.required(inspect, "dir", "inspect.dir", "Shard folder");
   cli.option(inspect, "--sheet", "inspect.sheet", "Write a PNG contact sheet here");
   cli.option(inspect, "--rows", "inspect.rows", "Rows on the sheet", "64");
   cli.option(inspect, "--seed", "inspect.seed", "Draw the rows at random with this seed; -1 = the first rows", "-1");
@@ -157,7 +160,7 @@ void add_data_commands(Cli& cli) {
   cli.on_run(inspect, run_inspect);
 
   CLI::App* stream = data->add_subcommand("stream", "Stream a packed dataset through the training loader; print throughput");
-  cli.option(stream, "shards", "data.shards", "Shard folder")->required();
+  cli.required(stream, "shards", "data.shards", "Shard folder");
   cli.option(stream, "--batch", "data.batch", "Images per rank per step", "32");
   cli.option(stream, "--threads", "data.threads", "Loader worker threads; 0 = all cores", "0");
   cli.option(stream, "--prefetch", "data.prefetch", "Ready batches kept ahead; 0 = 2 x threads", "0");

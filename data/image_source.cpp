@@ -35,6 +35,13 @@ class FolderSource : public ImageSource {
   }
   std::string read(int64_t i) const override { return read_file(root_ / key(i)); }
   std::string describe(int64_t i) const override { return (root_ / key(i)).string(); }
+  std::string stamp(int64_t i) const override {
+    std::error_code ec;
+    const fs::path p = root_ / key(i);
+    const auto size = fs::file_size(p, ec);
+    const auto mtime = fs::last_write_time(p, ec).time_since_epoch().count();
+    return fmt::format("{}:{}", ec ? 0 : size, ec ? 0 : mtime);
+  }
 
  private:
   fs::path root_;
@@ -93,6 +100,12 @@ class ZipSource : public ImageSource {
     return data;
   }
   std::string describe(int64_t i) const override { return path_ + ":" + key(i); }
+  std::string stamp(int64_t i) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    zip_stat_t st;
+    if (zip_stat_index(zip_, index_.at(static_cast<size_t>(i)), 0, &st) != 0) return "?";
+    return fmt::format("{}:{}:{:08x}", st.size, static_cast<int64_t>(st.mtime), st.crc);
+  }
 
  private:
   std::string path_;

@@ -18,8 +18,10 @@ class ImageSource {
   const std::string& key(int64_t i) const { return keys_.at(static_cast<size_t>(i)); }
   // The file's bytes; DataError naming the file when it cannot be read. Thread-safe.
   virtual std::string read(int64_t i) const = 0;
-  // "DIR/" or "ARCHIVE.zip:" — prefix for messages.
+  // Full name for messages: "DIR/KEY" or "ARCHIVE.zip:KEY".
   virtual std::string describe(int64_t i) const = 0;
+  // Size and modification time, cheap to get (no read): what `data pack` hashes to notice changed inputs.
+  virtual std::string stamp(int64_t i) const = 0;
   int64_t ignored_files() const { return ignored_; }
 
  protected:

@@ -89,7 +89,10 @@ class Packer {
     f.add(fmt::format("v1 res={} storage={} deflate={} q={} png={} square={} up={} auto={}", resolution_,
                       storage_name(o_.storage), o_.deflate, o_.jpeg_quality, o_.png_level, int(o_.square),
                       o_.allow_upscale, auto_resolution_));
-    for (int64_t i = begin; i < end; ++i) f.add(src_.key(i));
+    for (int64_t i = begin; i < end; ++i) {
+      f.add(src_.key(i));
+      f.add(src_.stamp(i));
+    }
     return f.hex();
   }
 
@@ -247,25 +250,51 @@ PackResult pack_images(const PackOptions& o) {
   m.created_by = fmt::format("facetex {} data pack", FACETEX_VERSION);
   if (!o.part.whole()) m.part = o.part;
 
-  Progress progress("pack", my_inputs, "images", "data");
+  // Which shards are complete from an earlier run? A finished manifest must not end up describing other shards.
+  struct Slot {
+    int64_t index, begin, end;
+    std::string digest;
+    std::optional<ShardSummary> existing;
+  };
+  std::vector<Slot> slots;
+  bool rewrites = false;
   for (int64_t k = mine.begin; k < mine.end; ++k) {
-    const int64_t begin = k * o.shard_size, end = std::min(total, begin + o.shard_size);
-    const std::string name = shard_file_name(k), digest = packer.digest(begin, end);
+    Slot s{k, k * o.shard_size, std::min(total, (k + 1) * o.shard_size), "", std::nullopt};
+    s.digest = packer.digest(s.begin, s.end);
+    s.existing = reusable(o.out / shard_file_name(k), s.digest, s.begin);
+    // Writing a missing shard restores what a manifest describes; replacing a different one changes it.
+    rewrites |= !s.existing.has_value() && fs::exists(o.out / shard_file_name(k), ec);
+    slots.push_back(std::move(s));
+  }
+  const fs::path manifest_path = o.out / (o.part.whole() ? std::string(kManifestName) : part_manifest_name(o.part));
+  for (const fs::path& finished : {o.out / kManifestName, manifest_path}) {
+    if (!rewrites || !fs::exists(finished, ec)) continue;
+    FACETEX_CHECK_USAGE(o.overwrite,
+                        "{} already describes a finished dataset made from other inputs or settings; pass --overwrite "
+                        "to replace it, or choose another --out",
+                        finished.string());
+    log.warn("--overwrite: removing {} before rewriting shards", finished.string());
+    fs::remove(finished, ec);
+  }
+
+  Progress progress("pack", my_inputs, "images", "data");
+  for (const Slot& slot : slots) {
+    const std::string name = shard_file_name(slot.index);
     std::vector<SkippedInput> skipped;
     ShardSummary summary;
-    if (auto existing = reusable(o.out / name, digest, begin)) {
+    if (slot.existing) {
       log.info("{}: complete from an earlier run, keeping it", name);
-      summary = *existing;
+      summary = *slot.existing;
       ++result.shards_reused;
-      progress.advance(end - begin);
+      progress.advance(slot.end - slot.begin);
     } else {
       remove_partials(o.out, name);
-      summary = packer.write_shard(k, begin, end, digest, skipped, progress);
+      summary = packer.write_shard(slot.index, slot.begin, slot.end, slot.digest, skipped, progress);
       ++result.shards_written;
       result.rows_written += summary.count;
       metrics::counter("facetex_pack_shards_total", "Shards written by data pack").inc();
     }
-    m.shards.push_back({summary.file, summary.count, summary.bytes, summary.rows_crc32, begin, end});
+    m.shards.push_back({summary.file, summary.count, summary.bytes, summary.rows_crc32, slot.begin, slot.end});
     m.count += summary.count;
     m.skipped.insert(m.skipped.end(), skipped.begin(), skipped.end());
   }
@@ -286,7 +315,7 @@ PackResult pack_images(const PackOptions& o) {
       }
     }
   }
-  result.manifest_path = o.out / (o.part.whole() ? std::string(kManifestName) : part_manifest_name(o.part));
+  result.manifest_path = manifest_path;
   write_manifest(result.manifest_path, m);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;

@@ -3,8 +3,10 @@
 // Inputs are sorted by relative path and cut into shard slots of --shard-size inputs; shard k holds inputs
 // [k*S, (k+1)*S) minus any skipped ones. --part i/N takes a contiguous run of shard slots, so Slurm array tasks
 // write disjoint shards with globally unique names and need no coordination; `data merge-manifest` joins their
-// part manifests. Each shard is written atomically and records a digest of what it holds, so a re-run (after a
-// crash or preemption) skips finished shards and redoes only the rest.
+// part manifests. Each shard is written atomically and records a digest of what it holds (input keys, sizes and
+// modification times, and the settings), so a re-run (after a crash or preemption) skips finished shards and
+// redoes only the rest. A finished dataset (its manifest exists) is never modified unless --overwrite is given:
+// then its manifest is removed first, so the folder never claims to be complete while it is rewritten.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +34,7 @@ struct PackOptions {
   Part part;
   int threads = 0;                 // 0: all hardware threads
   OnCorrupt on_corrupt = OnCorrupt::kFail;  // fail: stop at the first bad image; skip: list it in the manifest
+  bool overwrite = false;          // allow replacing shards of a finished dataset whose inputs or settings changed
 };
 
 struct PackResult {

@@ -1,0 +1,94 @@
+// The `facetex` binary end to end: --help, exit codes, one-line errors, config precedence.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "tests/support/fixtures.h"
+
+namespace fs = std::filesystem;
+using facetex::test::TempDir;
+namespace test = facetex::test;
+
+namespace {
+// FACETEX_BINARY_PATH: the built executable, from CMake.
+test::CommandResult run_facetex(const std::string& args) { return test::run_command(FACETEX_BINARY_PATH " " + args); }
+int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+}  // namespace
+
+TEST(Cli, HelpListsSubcommandsAndExitCodes) {
+  auto r = run_facetex("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("data"), std::string::npos);
+  EXPECT_NE(r.out.find("75 preempted"), std::string::npos);
+  r = run_facetex("data pack --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--storage"), std::string::npos);
+  EXPECT_NE(r.out.find("[pack.storage]"), std::string::npos);
+  r = run_facetex("version");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("libtorch"), std::string::npos);
+}
+
+TEST(Cli, UsageErrorsExitWith2AndOneLine) {
+  for (const char* args : {"", "data", "data pack --images x", "data pack --images x --out y --bogus",
+                           "nosuchcommand"}) {
+    auto r = run_facetex(args);
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.err;
+    EXPECT_EQ(lines(r.err), 1) << args << ": " << r.err;
+  }
+  TempDir tmp;
+  test::write_images(tmp / "in", 2, 16, 16);
+  auto r = run_facetex("data pack --images " + (tmp / "in").string() + " --out " + (tmp / "o").string() +
+                   " --storage tiff");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown storage 'tiff'"), std::string::npos) << r.err;
+  r = run_facetex("--set pack.shard_size=many data pack --images " + (tmp / "in").string() + " --out " +
+              (tmp / "o").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("pack.shard_size"), std::string::npos) << r.err;
+}
+
+TEST(Cli, DataErrorsExitWith3NamingTheFile) {
+  TempDir tmp;
+  auto r = run_facetex("data pack --images " + (tmp / "missing").string() + " --out " + (tmp / "o").string());
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find((tmp / "missing").string()), std::string::npos) << r.err;
+  r = run_facetex("data stream " + tmp.path().string());
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("no dataset.json"), std::string::npos) << r.err;
+}
+
+TEST(Cli, PackVerifyInspectStreamAndConfigPrecedence) {
+  TempDir tmp;
+  test::write_images(tmp / "in", 7, 24, 24);
+  const std::string out = (tmp / "shards").string();
+  // Config file says raw + shard size 2; --set overrides the shard size; the flag overrides the storage.
+  test::write_bytes(tmp / "c.toml", "[pack]\nstorage = \"raw\"\nshard_size = 2\nimages = \"" + (tmp / "in").string() +
+                                        "\"\n");
+  auto r = run_facetex("--config " + (tmp / "c.toml").string() + " --set pack.shard_size=3 data pack --out " + out +
+                   " --storage png");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("7 images in 3 shards"), std::string::npos) << r.out;
+  r = run_facetex("data inspect " + out);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("storage      png"), std::string::npos) << r.out;
+  r = run_facetex("data inspect " + out + " --sheet " + (tmp / "sheet.png").string() + " --rows 7 --tile 24");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(tmp / "sheet.png"));
+  r = run_facetex("data verify " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = run_facetex("data stream " + out + " --batch 2 --epochs 2 --threads 2");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("stream: 14 images in 7 batches"), std::string::npos) << r.out;
+  // Same order from the same seed, whatever the thread count; the digest is printed for exactly this check.
+  auto digest = [](const std::string& s) { return s.substr(s.find("order digest")); };
+  auto r1 = run_facetex("data stream " + out + " --batch 3 --threads 1 --seed 9");
+  auto r2 = run_facetex("data stream " + out + " --batch 3 --threads 2 --seed 9");
+  EXPECT_EQ(digest(r1.out), digest(r2.out));
+  // A damaged row: verify lists it and exits 3.
+  test::write_bytes(fs::path(out) / "shard-00000.h5", test::read_bytes(fs::path(out) / "shard-00000.h5").substr(0, 4000));
+  r = run_facetex("data verify " + out);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("shard-00000.h5"), std::string::npos) << r.err;
+}

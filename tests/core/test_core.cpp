@@ -1,0 +1,165 @@
+// core/: config precedence and errors, job partitioning, CRC-32, atomic files, HDF5 helpers, env params.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "core/config.h"
+#include "core/crc32.h"
+#include "core/env_param.h"
+#include "core/error.h"
+#include "core/h5.h"
+#include "core/partition.h"
+#include "tests/support/fixtures.h"
+
+namespace fs = std::filesystem;
+using namespace facetex;
+
+TEST(Config, ParsesTomlAndAppliesOverridesWithTypes) {
+  Config c = Config::parse("[data]\nbatch = 32\nseed = 7\nname = \"ffhq\"\n[train]\nlr = 0.0025\n");
+  EXPECT_EQ(c.get_int("data.batch", 0), 32);
+  EXPECT_DOUBLE_EQ(c.get_double("train.lr", 0), 0.0025);
+  c.set("data.batch=64");
+  c.set("data.xflip=true");
+  c.set("data.path=/scratch/ffhq shards");  // not TOML: taken as a string, no quotes needed
+  c.set("new.section.value=1.5");
+  EXPECT_EQ(c.get_int("data.batch", 0), 64);
+  EXPECT_TRUE(c.get_bool("data.xflip", false));
+  EXPECT_EQ(c.get_string("data.path", ""), "/scratch/ffhq shards");
+  EXPECT_DOUBLE_EQ(c.get_double("new.section.value", 0), 1.5);
+  EXPECT_DOUBLE_EQ(c.get_double("data.batch", 0), 64.0);  // integers read as numbers
+  EXPECT_EQ(c.get_int("data.missing", -3), -3);
+  EXPECT_EQ(c.keys(), (std::vector<std::string>{"data.batch", "data.name", "data.path", "data.seed", "data.xflip",
+                                                 "new.section.value", "train.lr"}));
+  // The resolved config round-trips through its TOML text.
+  Config again = Config::parse(c.to_toml());
+  EXPECT_EQ(again.get_string("data.path", ""), "/scratch/ffhq shards");
+  EXPECT_EQ(again.get_int("data.batch", 0), 64);
+}
+
+TEST(Config, WrongTypesAndSyntaxErrorsAreUsageErrorsNamingTheKeyOrLine) {
+  Config c = Config::parse("[data]\nbatch = \"many\"\n");
+  try {
+    c.get_int("data.batch");
+    FAIL() << "expected UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.batch"), std::string::npos) << e.what();
+    EXPECT_EQ(e.code(), ExitCode::kUsage);
+  }
+  try {
+    Config::parse("a = 1\nb = [1, 2\n", "bad.toml");
+    FAIL() << "expected UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.toml:"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(c.set("novalue"), UsageError);
+  EXPECT_THROW(c.set("data=3"), UsageError);  // data is a table
+  EXPECT_THROW(Config::load("/nonexistent/config.toml"), UsageError);
+}
+
+TEST(Config, MergeOverridesRecursively) {
+  Config base = Config::parse("[a]\nx = 1\ny = 2\n[b]\nz = 3\n");
+  base.merge(Config::parse("[a]\ny = 20\n[c]\nw = 4\n"));
+  EXPECT_EQ(base.get_int("a.x", 0), 1);
+  EXPECT_EQ(base.get_int("a.y", 0), 20);
+  EXPECT_EQ(base.get_int("b.z", 0), 3);
+  EXPECT_EQ(base.get_int("c.w", 0), 4);
+}
+
+TEST(Partition, ParsesAndSplitsEvenlyWithoutGapsOrOverlap) {
+  Part p = parse_part("3/16");
+  EXPECT_EQ(p.index, 3);
+  EXPECT_EQ(p.count, 16);
+  for (const char* bad : {"16/16", "-1/4", "1/0", "x/4", "1/", "1", "1/4/5"}) {
+    EXPECT_THROW(parse_part(bad), UsageError) << bad;
+  }
+  for (int64_t total : {0, 1, 7, 100, 101}) {
+    for (int64_t n : {1, 2, 3, 7, 16}) {
+      int64_t expect = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        Range r = part_range(total, Part{i, n});
+        EXPECT_EQ(r.begin, expect);
+        EXPECT_LE(r.size(), total / n + 1);
+        EXPECT_GE(r.size(), total / n);
+        expect = r.end;
+      }
+      EXPECT_EQ(expect, total);
+    }
+  }
+}
+
+TEST(Crc32, MatchesTheZlibCheckValue) {
+  const char* s = "123456789";
+  EXPECT_EQ(crc32(s, 9), 0xCBF43926u);  // the standard CRC-32 check value (zlib.crc32(b"123456789"))
+  EXPECT_EQ(crc32(s + 4, 5, crc32(s, 4)), 0xCBF43926u);  // incremental
+  EXPECT_EQ(crc32(s, 0), 0u);
+}
+
+TEST(AtomicFile, CommitReplacesAtomicallyAndAbandonedWritesLeaveNoTrace) {
+  test::TempDir dir;
+  const fs::path target = dir / "result.json";
+  write_file_atomic(target, "old");
+  {
+    AtomicFile f(target);
+    test::write_bytes(f.temp_path(), "half-writ");
+    EXPECT_EQ(test::read_bytes(target), "old");  // the final name is untouched while writing
+    EXPECT_NE(f.temp_path().filename().string().find(std::string(kPartialMarker)), std::string::npos);
+  }  // destroyed without commit
+  EXPECT_EQ(test::read_bytes(target), "old");
+  int files = 0;
+  for (auto& e : fs::directory_iterator(dir.path())) files += e.is_regular_file();
+  EXPECT_EQ(files, 1);  // the temporary file is gone
+  write_file_atomic(target, "new");
+  EXPECT_EQ(test::read_bytes(target), "new");
+  EXPECT_THROW(read_file(dir / "missing"), DataError);
+}
+
+TEST(Hdf5, AttributesDatasetsAndStringsRoundTrip) {
+  test::TempDir dir;
+  const std::string path = (dir / "t.h5").string();
+  {
+    h5::Id f = h5::create_file(path);
+    h5::write_attr(f, "name", "facetex");
+    h5::write_attr(f, "count", int64_t{42});
+    h5::write_attr(f, "ratio", 0.25);
+    std::vector<float> v = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, 8.0f};
+    h5::write_dataset(f, "v", v.data(), {2, 3}, h5::Layout{{1, 3}, 4});
+    h5::write_strings(f, "keys", {"a.png", "b/c.jpg", ""});
+  }
+  h5::Id f = h5::open_file(path);
+  EXPECT_EQ(h5::read_attr_string(f, "name"), "facetex");
+  EXPECT_EQ(h5::read_attr_int(f, "count"), 42);
+  EXPECT_DOUBLE_EQ(h5::read_attr_double(f, "ratio"), 0.25);
+  std::vector<hsize_t> dims;
+  auto v = h5::read_dataset<float>(f, "v", &dims);
+  EXPECT_EQ(dims, (std::vector<hsize_t>{2, 3}));
+  EXPECT_EQ(v, (std::vector<float>{1.5f, -2.0f, 3.25f, 0.0f, 7.0f, 8.0f}));
+  EXPECT_EQ(h5::read_strings(f, "keys"), (std::vector<std::string>{"a.png", "b/c.jpg", ""}));
+  EXPECT_THROW(h5::open_dataset(f, "nope"), DataError);
+  EXPECT_THROW(h5::read_attr_int(f, "missing"), DataError);
+  EXPECT_THROW(h5::read_attr_int(f, "name"), DataError);  // a string is not a number
+}
+
+TEST(Hdf5, OpeningGarbageOrMissingFilesNamesTheFile) {
+  test::TempDir dir;
+  test::write_bytes(dir / "junk.h5", std::string(4096, 'x'));
+  try {
+    h5::open_file((dir / "junk.h5").string());
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("junk.h5"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(h5::open_file((dir / "none.h5").string()), DataError);
+}
+
+TEST(EnvParam, ReadsCachesAndRejectsMalformedValues) {
+  setenv("FACETEX_TEST_INT", "12", 1);
+  EXPECT_EQ(env_int("FACETEX_TEST_INT", 3), 12);
+  unsetenv("FACETEX_TEST_INT");
+  EXPECT_EQ(env_int("FACETEX_TEST_INT", 3), 3);
+  setenv("FACETEX_TEST_INT", "12abc", 1);
+  EXPECT_THROW(env_int("FACETEX_TEST_INT", 3), UsageError);
+  setenv("FACETEX_TEST_DOUBLE", "0.5", 1);
+  EXPECT_DOUBLE_EQ(env_double("FACETEX_TEST_DOUBLE", 1), 0.5);
+}

@@ -1,0 +1,195 @@
+// Damaged shards and manifests: a flipped byte inside a chunk, a truncated shard, a manifest that disagrees with
+// its shards, a file that is not a shard. Each is named (file, row, key) by verify, by Dataset::open and by the
+// loader; --on-corrupt=skip leaves the damage out, counted.
+#include <gtest/gtest.h>
+#include <hdf5.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/h5.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "data/pack.h"
+#include "data/verify.h"
+#include "tests/support/fixtures.h"
+
+namespace fs = std::filesystem;
+using namespace facetex;
+using namespace facetex::data;
+
+namespace {
+
+fs::path pack(const test::TempDir& tmp, Storage storage, int deflate = 0) {
+  const fs::path in = tmp / "in", out = tmp / ("out-" + storage_name(storage) + std::to_string(deflate));
+  if (!fs::exists(in)) test::write_images(in, 6, 32, 32, ".png", 21);
+  PackOptions o;
+  o.images = in.string();
+  o.out = out;
+  o.storage = storage;
+  o.deflate = deflate;
+  o.shard_size = 3;
+  o.threads = 1;
+  pack_images(o);
+  return out;
+}
+
+// File offset of the stored bytes of `row` in shard `file`, found through HDF5's chunk index.
+uint64_t row_file_offset(const fs::path& file, int64_t row) {
+  h5::Id f = h5::open_file(file.string());
+  if (h5::exists(f, "images")) {
+    h5::Id d = h5::open_dataset(f, "images");
+    hsize_t offset[4] = {hsize_t(row), 0, 0, 0};
+    unsigned mask;
+    haddr_t addr;
+    hsize_t size;
+    EXPECT_GE(H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, &size), 0);
+    return addr + size / 2;
+  }
+  auto offsets = h5::read_dataset<uint64_t>(f, "offsets");
+  h5::Id d = h5::open_dataset(f, "encoded");
+  const uint64_t mid = (offsets[row] + offsets[row + 1]) / 2;
+  const hsize_t chunk = 1 << 20;
+  hsize_t offset[1] = {mid / chunk * chunk};
+  unsigned mask;
+  haddr_t addr;
+  hsize_t size;
+  EXPECT_GE(H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, &size), 0);
+  return addr + mid % chunk;
+}
+
+void flip_byte(const fs::path& file, uint64_t offset) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x5A);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(&c, 1);
+}
+
+std::vector<int64_t> stream_rows(const std::shared_ptr<const Dataset>& ds, OnCorrupt policy, LoaderStats* stats) {
+  LoaderOptions o;
+  o.batch = 2;
+  o.threads = 2;
+  o.on_corrupt = policy;
+  o.limit = ds->size();
+  StreamingLoader loader(ds, o);
+  std::vector<int64_t> rows;
+  while (auto b = loader.next()) rows.insert(rows.end(), b->rows.begin(), b->rows.end());
+  if (stats) *stats = loader.stats();
+  return rows;
+}
+
+}  // namespace
+
+class FlippedByte : public ::testing::TestWithParam<std::pair<Storage, int>> {};
+
+TEST_P(FlippedByte, IsNamedByVerifyAndTheLoaderAndSkippedOnRequest) {
+  test::TempDir tmp;
+  const auto [storage, deflate] = GetParam();
+  const fs::path out = pack(tmp, storage, deflate);
+  const fs::path shard = out / "shard-00001.h5";  // rows 3..5 of the dataset; damage its row 1 = img_004.png
+  flip_byte(shard, row_file_offset(shard, 1));
+
+  VerifyReport v = verify_dataset(VerifyOptions{out, true, 2});
+  ASSERT_EQ(v.bad_rows, 1);
+  ASSERT_EQ(v.problems.size(), 1u);
+  const std::string& msg = v.problems[0];
+  EXPECT_NE(msg.find("shard-00001.h5 row 1 (key 'img_004.png')"), std::string::npos) << msg;
+  EXPECT_TRUE(msg.find("crc32 mismatch") != std::string::npos || msg.find("corrupt compressed chunk") != std::string::npos)
+      << msg;
+
+  // The manifest digest covers stored CRCs, not pixels, so the dataset still opens; the loader finds the row.
+  auto ds = Dataset::open(out, OnCorrupt::kFail);
+  try {
+    stream_rows(ds, OnCorrupt::kFail, nullptr);
+    FAIL() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("shard-00001.h5 row 1 (key 'img_004.png')"), std::string::npos) << e.what();
+  }
+  LoaderStats stats;
+  auto rows = stream_rows(ds, OnCorrupt::kSkip, &stats);
+  EXPECT_EQ(rows.size(), 6u);  // batches keep their size
+  EXPECT_EQ(std::count(rows.begin(), rows.end(), 4), 0);  // the damaged row never comes out
+  EXPECT_EQ(stats.corrupt_skips, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Storages, FlippedByte,
+                         ::testing::Values(std::pair{Storage::kRaw, 0}, std::pair{Storage::kRaw, 5},
+                                           std::pair{Storage::kPng, 0}));
+
+TEST(DamagedShard, TruncatedShardIsNamedAndCanBeLeftOut) {
+  test::TempDir tmp;
+  const fs::path out = pack(tmp, Storage::kRaw);
+  const fs::path shard = out / "shard-00000.h5";
+  fs::resize_file(shard, fs::file_size(shard) / 2);
+  try {
+    Dataset::open(out, OnCorrupt::kFail);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("shard-00000.h5"), std::string::npos) << e.what();
+  }
+  auto ds = Dataset::open(out, OnCorrupt::kSkip);
+  EXPECT_EQ(ds->size(), 3);
+  ASSERT_EQ(ds->excluded().size(), 1u);
+  EXPECT_NE(ds->excluded()[0].find("shard-00000.h5"), std::string::npos);
+  VerifyReport v = verify_dataset(VerifyOptions{out, true, 1});
+  ASSERT_FALSE(v.ok());
+  EXPECT_NE(v.problems[0].find("shard-00000.h5"), std::string::npos) << v.problems[0];
+}
+
+TEST(DamagedShard, ManifestThatDisagreesWithItsShardsIsNamed) {
+  test::TempDir tmp;
+  const fs::path out = pack(tmp, Storage::kPng);
+  const fs::path manifest = out / "dataset.json";
+  const std::string original = test::read_bytes(manifest);
+  auto edit = [&](const std::function<void(nlohmann::json&)>& change) {
+    auto j = nlohmann::json::parse(original);
+    change(j);
+    test::write_bytes(manifest, j.dump(2));
+  };
+  struct Case {
+    std::function<void(nlohmann::json&)> change;
+    std::string expect;
+  };
+  std::vector<Case> cases = {
+      {[](nlohmann::json& j) { j["shards"][1]["bytes"] = 123; }, "shard-00001.h5: disagrees with dataset.json: manifest says 123 bytes"},
+      {[](nlohmann::json& j) { j["shards"][0]["rows_crc32"] = "0x00000001"; }, "shard-00000.h5: disagrees with dataset.json: content digest"},
+      {[](nlohmann::json& j) { j["shards"][1]["file"] = "shard-00007.h5"; }, "shard-00007.h5: no such file"},
+      {[](nlohmann::json& j) { j["resolution"] = 64; }, "manifest says resolution 64"},
+      {[](nlohmann::json& j) { j["count"] = 7; }, "shards hold 6 rows but count is 7"},
+      {[](nlohmann::json& j) { j.erase("storage"); }, "missing field 'storage'"},
+  };
+  for (const auto& c : cases) {
+    edit(c.change);
+    try {
+      Dataset::open(out, OnCorrupt::kFail);
+      ADD_FAILURE() << "expected DataError containing: " << c.expect;
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find(c.expect), std::string::npos) << e.what();
+    }
+  }
+  test::write_bytes(manifest, "{ not json");
+  EXPECT_THROW(Dataset::open(out), DataError);
+  test::write_bytes(manifest, original);
+  EXPECT_EQ(Dataset::open(out)->size(), 6);
+}
+
+TEST(DamagedShard, FilesThatAreNotShardsAreRejectedByName) {
+  test::TempDir tmp;
+  {
+    h5::Id f = h5::create_file((tmp / "other.h5").string());
+    h5::write_attr(f, "format", "something-else");
+  }
+  try {
+    ShardReader r(tmp / "other.h5");
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("other.h5: not a facetex shard"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Dataset::open(tmp.path()), DataError);  // no dataset.json
+}
