@@ -75,29 +75,20 @@ SquarePolicy parse_square_policy(const std::string& text) {
 
 Image decode_image(std::string_view bytes, const std::string& context) { return from_bgr(decode_bgr(bytes, context)); }
 
-void hwc_to_chw(const uint8_t* hwc, int height, int width, bool xflip, uint8_t* out) {
-  const size_t plane = size_t(height) * width;
-  uint8_t* r = out;
-  uint8_t* g = out + plane;
-  uint8_t* b = out + 2 * plane;
-  for (int y = 0; y < height; ++y) {
-    const uint8_t* src = hwc + size_t(y) * width * 3;
-    const size_t row = size_t(y) * width;
-    if (!xflip) {
-      for (int x = 0; x < width; ++x) {
-        r[row + x] = src[3 * x];
-        g[row + x] = src[3 * x + 1];
-        b[row + x] = src[3 * x + 2];
-      }
-    } else {
-      for (int x = 0; x < width; ++x) {
-        const int sx = width - 1 - x;
-        r[row + x] = src[3 * sx];
-        g[row + x] = src[3 * sx + 1];
-        b[row + x] = src[3 * sx + 2];
-      }
-    }
+void hwc_rows_to_chw(const uint8_t* hwc_rows, int y0, int rows, int height, int width, bool xflip, uint8_t* out) {
+  const size_t plane = size_t(height) * width, offset = size_t(y0) * width;
+  cv::Mat src(rows, width, CV_8UC3, const_cast<uint8_t*>(hwc_rows));
+  std::vector<cv::Mat> planes = {cv::Mat(rows, width, CV_8UC1, out + offset),
+                                 cv::Mat(rows, width, CV_8UC1, out + plane + offset),
+                                 cv::Mat(rows, width, CV_8UC1, out + 2 * plane + offset)};
+  cv::split(src, planes);
+  if (xflip) {
+    for (auto& p : planes) cv::flip(p, p, 1);
   }
+}
+
+void hwc_to_chw(const uint8_t* hwc, int height, int width, bool xflip, uint8_t* out) {
+  hwc_rows_to_chw(hwc, 0, height, height, width, xflip, out);
 }
 
 void decode_image_chw(std::string_view bytes, int height, int width, bool xflip, uint8_t* out,

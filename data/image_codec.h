@@ -31,8 +31,11 @@ Image decode_image(std::string_view bytes, const std::string& context);
 // The decoded size must be exactly height x width (DataError otherwise). Used by the loader's worker threads.
 void decode_image_chw(std::string_view bytes, int height, int width, bool xflip, uint8_t* out,
                       const std::string& context);
-// The same conversion for raw HWC RGB rows.
+// The same conversion for raw HWC RGB pixels (OpenCV's SIMD deinterleave).
 void hwc_to_chw(const uint8_t* hwc, int height, int width, bool xflip, uint8_t* out);
+// Converts image rows [y0, y0 + rows) given as HWC bytes into their place in the planar output of a
+// height x width image: lets a reader process an image block by block while the block is in cache.
+void hwc_rows_to_chw(const uint8_t* hwc_rows, int y0, int rows, int height, int width, bool xflip, uint8_t* out);
 
 std::string encode_png(const Image& image, int compression_level = 3);
 std::string encode_jpeg(const Image& image, int quality);

@@ -10,6 +10,7 @@
 #endif
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 
@@ -24,6 +25,10 @@ namespace facetex::data {
 namespace {
 
 enum class Access { kPread, kPreadInflate, kHdf5 };
+
+// Raw rows are read in blocks of this many bytes: small enough that the block stays in L1/L2 between the
+// read, the CRC and the deinterleave (measured: 64 KiB reads run ~3.5x faster than 256 KiB+ ones here).
+constexpr size_t kBlockBytes = 64 << 10;
 
 struct Extent {
   uint64_t addr = 0;
@@ -281,6 +286,30 @@ void ShardReader::read_row(int64_t row, std::string& out) const {
 }
 
 void ShardReader::read_chw(int64_t row, bool xflip, uint8_t* out, std::string& scratch) const {
+  const Impl& s = *impl_;
+  if (s.header.storage == Storage::kRaw && s.access == Access::kPread) {
+    // Block by block: read a few hundred KiB of rows, CRC them and deinterleave them while they are in cache.
+    // Memory traffic is then one read of the stored bytes and one write of the output, like a plain read.
+    FACETEX_CHECK_RUNTIME(row >= 0 && row < s.header.count, "{}: row {} out of range", s.path, row);
+    const int r = static_cast<int>(s.header.resolution);
+    const size_t row_bytes = size_t(r) * kChannels;
+    const int rows_per_block = static_cast<int>(std::max<size_t>(1, kBlockBytes / row_bytes));
+    const uint64_t base = s.contiguous ? s.contiguous_base + uint64_t(row) * s.row_bytes : s.row_extents[row].addr;
+    scratch.resize(size_t(rows_per_block) * row_bytes);
+    auto* block = reinterpret_cast<uint8_t*>(scratch.data());
+    uint32_t crc = 0;
+    for (int y0 = 0; y0 < r; y0 += rows_per_block) {
+      const int n = std::min(rows_per_block, r - y0);
+      s.pread_exact(base + uint64_t(y0) * row_bytes, block, size_t(n) * row_bytes, row, *this);
+      crc = crc32(block, size_t(n) * row_bytes, crc);
+      hwc_rows_to_chw(block, y0, n, r, r, xflip, out);
+    }
+    if (crc != s.crcs[row]) {
+      throw DataError(fmt::format("{}: crc32 mismatch (stored {:#010x}, computed {:#010x})", describe_row(row),
+                                  s.crcs[row], crc));
+    }
+    return;
+  }
   read_row(row, scratch);
   const int r = static_cast<int>(impl_->header.resolution);
   if (impl_->header.storage == Storage::kRaw) {

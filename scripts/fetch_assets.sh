@@ -174,8 +174,8 @@ fi
 # ---------------------------------------------------------------------------------------------------------
 # Build: assemble into DEST.tmp.XXXXXX, verify, then move into place.
 
-if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
-  die "npm (with node) is not installed; it is needed to fetch $NPM_FACE_API, $NPM_FACE_MESH and $NPM_HUMAN (apt-get install --no-install-recommends npm)"
+if ! command -v npm >/dev/null 2>&1 && ! command -v curl >/dev/null 2>&1; then
+  die "neither npm nor curl is installed; one is needed to fetch $NPM_FACE_API, $NPM_FACE_MESH and $NPM_HUMAN (scripts/setup.sh installs curl)"
 fi
 
 mkdir -p -- "$DEST_PARENT"
@@ -284,19 +284,30 @@ cp -- "$src" "$STAGE/dlib/"
 
 # --- npm registry -----------------------------------------------------------------------------------------
 
-# npm_fetch SPEC SRI: prints the path of the verified tarball.
+# npm_fetch SPEC SRI: prints the path of the verified tarball. Uses `npm pack` when npm is installed (it honours
+# npm's cache and proxy settings); otherwise downloads the tarball from the registry with curl — a fresh Debian
+# machine has no npm, and the pinned integrity makes both paths equally safe.
 npm_fetch() {
   local spec="$1" sri="$2" dir="$WORK/npm" log="$WORK/npm.log" tgz want got
   mkdir -p "$dir"
-  local args=(pack --silent --ignore-scripts --no-fund --no-audit --no-update-notifier)
-  ((OFFLINE)) && args+=(--offline)
-  if ! tgz=$(cd "$dir" && npm "${args[@]}" "$spec" 2>"$log"); then
-    tail -5 "$log" >&2
-    if ((OFFLINE)); then die "$spec is not in npm's local cache and --offline forbids downloading it"; fi
-    die "npm pack $spec failed"
+  if command -v npm >/dev/null 2>&1; then
+    local args=(pack --silent --ignore-scripts --no-fund --no-audit --no-update-notifier)
+    ((OFFLINE)) && args+=(--offline)
+    if ! tgz=$(cd "$dir" && npm "${args[@]}" "$spec" 2>"$log"); then
+      tail -5 "$log" >&2
+      if ((OFFLINE)); then die "$spec is not in npm's local cache and --offline forbids downloading it"; fi
+      die "npm pack $spec failed"
+    fi
+    tgz=$(printf '%s\n' "$tgz" | tail -n1)
+  else
+    ((OFFLINE)) && die "$spec: --offline needs npm's local cache, but npm is not installed"
+    local name="${spec%@*}" version="${spec##*@}"
+    tgz="$(basename -- "$name")-$version.tgz"
+    local url="${npm_config_registry:-https://registry.npmjs.org}"
+    url="${url%/}/$name/-/$tgz"
+    curl -fsSL --retry 3 -o "$dir/$tgz" "$url" 2>"$log" || { tail -5 "$log" >&2; die "cannot download $url"; }
   fi
-  tgz=$(printf '%s\n' "$tgz" | tail -n1)
-  [[ -f "$dir/$tgz" ]] || die "npm pack $spec did not produce a tarball (got '$tgz')"
+  [[ -f "$dir/$tgz" ]] || die "fetching $spec did not produce a tarball (got '$tgz')"
   [[ "$sri" == sha512-* ]] || die "internal: pinned integrity for $spec is not sha512"
   want=$(printf '%s' "${sri#sha512-}" | base64 -d | od -An -v -tx1 | tr -d ' \n')
   got=$(sha512sum -- "$dir/$tgz" | cut -d' ' -f1)
@@ -317,11 +328,12 @@ untar() {
 # face-api: the dlib face-recognition ResNet (manifest + the shards it names) and the licence.
 tgz=$(npm_fetch "$NPM_FACE_API" "$NPM_FACE_API_SRI")
 untar "$tgz" "$STAGE/face-api" LICENSE model/face_recognition_model-weights_manifest.json
-mapfile -t shards < <(node -e '
-  const m = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-  for (const g of m) for (const p of g.paths) console.log(p);' \
-  "$STAGE/face-api/model/face_recognition_model-weights_manifest.json")
-((${#shards[@]} > 0)) || die "cannot read the shard list of the face-api weights manifest (node failed?)"
+mapfile -t shards < <(python3 -c '
+import json, sys
+for group in json.load(open(sys.argv[1])):
+    for path in group["paths"]:
+        print(path)' "$STAGE/face-api/model/face_recognition_model-weights_manifest.json")
+((${#shards[@]} > 0)) || die "cannot read the shard list of the face-api weights manifest (python3 failed?)"
 shard_members=()
 for s in "${shards[@]}"; do
   [[ "$s" =~ ^[A-Za-z0-9._-]+$ && "$s" != .* ]] || die "face-api weights manifest names an odd shard path: $s"
