@@ -96,7 +96,8 @@ int run_stream(const Config& c) {
   data::StreamingLoader loader(ds, o);
   log::get("data").info("streaming {} epochs of {} items ({}x{} {}, {} shards) as rank {} of {}, batch {}, {} threads",
                         epochs, items, ds->resolution(), ds->resolution(), data::storage_name(ds->storage()),
-                        ds->shards().size(), o.rank, o.world, o.batch, o.threads > 0 ? o.threads : -1);
+                        ds->shards().size(), o.rank, o.world, o.batch,
+                        o.threads > 0 ? std::to_string(o.threads) : std::string("all"));
   Progress progress("stream", (o.limit + o.world - 1 - o.rank) / o.world, "images", "data");
   uint32_t order = 0;  // digest of the delivered order: equal digests = identical streams
   const auto t0 = std::chrono::steady_clock::now();

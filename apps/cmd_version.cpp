@@ -28,7 +28,7 @@ void add_version_command(Cli& cli) {
 #else
     const bool prometheus = false;
 #endif
-    std::printf("facetex %s\nlibtorch %s\ncuda kernels compiled: %s, usable now: %s\nnccl: %s\nprometheus exporter: %s\n",
+    std::printf("facetex %s\nlibtorch %s\ncuda kernels compiled: %s, usable now: %s\nnccl: %s\nprometheus-cpp: %s\n",
                 FACETEX_VERSION, TORCH_VERSION, cuda ? "yes" : "no", kernels::cuda_kernels_available() ? "yes" : "no",
                 nccl ? "yes" : "no", prometheus ? "yes" : "no");
     return 0;

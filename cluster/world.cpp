@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <string>
 
 #include "core/env_param.h"
 #include "core/error.h"
@@ -30,7 +32,10 @@ World discover_world() {
     w.rank = static_cast<int>(env_int("SLURM_PROCID", 0));
     w.size = static_cast<int>(env_int("SLURM_NTASKS", 1));
     w.local_rank = static_cast<int>(env_int("SLURM_LOCALID", 0));
-    w.local_size = static_cast<int>(env_int("SLURM_NTASKS_PER_NODE", 1));
+    // SLURM_NTASKS_PER_NODE is only set with --ntasks-per-node; SLURM_TASKS_PER_NODE ("2(x3),1") always is. The
+    // first count is this node's only on homogeneous allocations, which is what one-task-per-GPU jobs use.
+    const std::string per_node = env_string("SLURM_TASKS_PER_NODE", "1");
+    w.local_size = std::max(1, std::atoi(per_node.c_str()));
   } else {
     w.launcher = "single";
   }

@@ -17,6 +17,15 @@ void init() {
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
 }
 
+std::unique_lock<std::mutex> serialize() {
+  static const bool threadsafe = [] {
+    hbool_t ts = false;
+    return H5is_library_threadsafe(&ts) >= 0 && ts;
+  }();
+  static std::mutex mu;
+  return threadsafe ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(mu);
+}
+
 std::string last_error() {
   std::string innermost;
   H5Ewalk2(

@@ -6,6 +6,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,9 @@ class Id {
 
 // Turns off HDF5's automatic error printing (idempotent; every open/create below calls it).
 void init();
+// HDF5 calls from several threads need a thread-safe HDF5 build (Debian's and most distributions' are). With any
+// other build, hold this lock around HDF5 calls made from worker threads; with a thread-safe one it is a no-op.
+std::unique_lock<std::mutex> serialize();
 // The most specific message on HDF5's current error stack ("" when empty), e.g. "truncated file: eof = ...".
 std::string last_error();
 

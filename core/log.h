@@ -22,6 +22,7 @@ struct Options {
 void init(const Options& options);
 
 // Adds a file sink (e.g. RUN_DIR/log.txt) that receives the same lines as stderr. Idempotent per path.
+// Call it at start-up, before other threads log (spdlog's sink lists are not guarded against concurrent change).
 void add_file_sink(const std::string& path);
 
 // The logger of one subsystem; created on first use, cheap to call afterwards (cache it in a static).

@@ -24,7 +24,7 @@ std::string format_duration(double s) {
 Progress::Progress(std::string label, int64_t total, std::string unit, std::string subsystem)
     : label_(std::move(label)), unit_(std::move(unit)), subsystem_(std::move(subsystem)), total_(total),
       tty_(isatty(STDERR_FILENO) == 1 && env_string("FACETEX_PROGRESS", "auto") != "log"),
-      interval_s_(param_ProgressInterval()), start_(std::chrono::steady_clock::now()), last_report_(start_) {}
+      interval_s_(param_ProgressInterval()), start_(std::chrono::steady_clock::now()) {}
 
 Progress::~Progress() { finish(); }
 
@@ -34,12 +34,13 @@ double Progress::elapsed_seconds() const {
 
 void Progress::advance(int64_t items) {
   done_.fetch_add(items, std::memory_order_relaxed);
-  auto now = std::chrono::steady_clock::now();
-  double since = std::chrono::duration<double>(now - last_report_).count();
+  const int64_t now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
+  const double since = (now_ns - last_report_ns_.load(std::memory_order_relaxed)) * 1e-9;
   if (since < (tty_ ? kTtyRedrawSeconds : interval_s_)) return;
   std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
   if (!lock.owns_lock() || finished_) return;
-  last_report_ = now;
+  last_report_ns_.store(now_ns, std::memory_order_relaxed);
   report(false);
 }
 

@@ -33,7 +33,8 @@ class Progress {
   bool tty_;
   double interval_s_;
   std::atomic<int64_t> done_{0};
-  std::chrono::steady_clock::time_point start_, last_report_;
+  std::chrono::steady_clock::time_point start_;
+  std::atomic<int64_t> last_report_ns_{0};  // since start_
   std::mutex mu_;
   bool finished_ = false;
 };

@@ -65,7 +65,8 @@ std::shared_ptr<const Dataset> Dataset::open(const fs::path& dir, OnCorrupt on_c
       if (on_corrupt == OnCorrupt::kFail) throw DataError(problem);
       log.warn("leaving out shard: {}", problem);
       ds->excluded_.push_back(problem);
-      metrics::gauge("facetex_dataset_excluded_shards", "Shards left out because they are corrupt (--on-corrupt=skip)")
+      metrics::counter("facetex_dataset_excluded_shards_total",
+                       "Shards left out because they are corrupt (--on-corrupt=skip)")
           .inc();
       continue;
     }

@@ -36,11 +36,11 @@ class FolderSource : public ImageSource {
   std::string read(int64_t i) const override { return read_file(root_ / key(i)); }
   std::string describe(int64_t i) const override { return (root_ / key(i)).string(); }
   std::string stamp(int64_t i) const override {
-    std::error_code ec;
+    std::error_code size_ec, time_ec;
     const fs::path p = root_ / key(i);
-    const auto size = fs::file_size(p, ec);
-    const auto mtime = fs::last_write_time(p, ec).time_since_epoch().count();
-    return fmt::format("{}:{}", ec ? 0 : size, ec ? 0 : mtime);
+    const auto size = fs::file_size(p, size_ec);
+    const auto mtime = fs::last_write_time(p, time_ec).time_since_epoch().count();
+    return fmt::format("{}:{}", size_ec ? 0 : size, time_ec ? 0 : mtime);
   }
 
  private:

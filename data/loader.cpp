@@ -98,6 +98,7 @@ struct StreamingLoader::Impl {
   int64_t next_claim = 0, next_deliver = 0;
   bool stop = false;
   std::map<int64_t, Result> ready;
+  std::exception_ptr failed;  // once a step failed, every later next() reports the same error
   std::vector<std::thread> workers;
 
   std::mutex perm_mu;
@@ -114,7 +115,7 @@ struct StreamingLoader::Impl {
     if (it != perms.end()) return it->second;
     auto p = std::make_shared<const std::vector<int64_t>>(epoch_permutation(n_items, o.seed, epoch));
     perms.emplace(epoch, p);
-    while (perms.size() > 3) perms.erase(perms.begin());  // a step spans at most two epochs
+    while (perms.size() > 3) perms.erase(perms.begin());  // steps move forward: old epochs are not needed again
     return p;
   }
 
@@ -239,8 +240,9 @@ StreamingLoader::StreamingLoader(std::shared_ptr<const Dataset> dataset, LoaderO
   s.start = s.o.start.global(s.n_items);
   if (s.o.limit >= 0) {
     const int64_t per_step = s.o.world * s.o.batch, remaining = std::max<int64_t>(0, s.o.limit - s.start);
-    s.end_step = s.o.drop_last ? remaining / per_step
-                               : std::max<int64_t>(0, (remaining - s.o.rank + per_step - 1) / per_step);
+    // The same step count on every rank (collectives need it): without drop_last the last step may leave some
+    // ranks with a short or even empty batch.
+    s.end_step = s.o.drop_last ? remaining / per_step : (remaining + per_step - 1) / per_step;
   }
   s.image_bytes = size_t(3) * s.ds->resolution() * s.ds->resolution();
   s.pool = std::make_shared<BufferPool>(s.o.allocator, s.image_bytes * size_t(s.o.batch), size_t(s.o.prefetch) + 2);
@@ -252,6 +254,7 @@ StreamingLoader::~StreamingLoader() { impl_->shutdown(); }
 std::optional<Batch> StreamingLoader::next() {
   Impl& s = *impl_;
   std::unique_lock<std::mutex> lock(s.mu);
+  if (s.failed) std::rethrow_exception(s.failed);
   if (s.next_deliver >= s.end_step) return std::nullopt;
   const auto t0 = std::chrono::steady_clock::now();
   s.ready_cv.wait(lock, [&] { return s.ready.count(s.next_deliver) > 0; });
@@ -262,6 +265,7 @@ std::optional<Batch> StreamingLoader::next() {
   loader_metrics().queue.set(static_cast<double>(s.ready.size()));
   Result r = std::move(node.mapped());
   if (r.error) {
+    s.failed = r.error;
     lock.unlock();
     s.shutdown();
     std::rethrow_exception(r.error);

@@ -34,13 +34,14 @@ struct LoaderOptions {
   OnCorrupt on_corrupt = OnCorrupt::kFail;
   Cursor start;               // resume point (from a checkpoint)
   int64_t limit = -1;         // stop at this stream position (e.g. epochs * items()); -1: endless
-  bool drop_last = false;     // with a limit: stop before a step that would be partial on any rank
+  bool drop_last = false;     // with a limit: stop before a step that would be partial on any rank. Without it,
+                              // every rank still gets the same number of batches; the last may be short or empty
   std::shared_ptr<HostAllocator> allocator;  // null: 4 KiB-aligned heap memory
 };
 
 struct Batch {
   int64_t step = 0;           // steps since the start cursor
-  int64_t size = 0;           // images in this batch (< batch only for the last step of a finite stream)
+  int64_t size = 0;           // images in this batch (< batch, even 0, only in the last step of a finite stream)
   int channels = 3, height = 0, width = 0;
   std::shared_ptr<uint8_t> buffer;  // size x channels x height x width, uint8, NCHW
   std::vector<int64_t> rows;        // dataset row of each image

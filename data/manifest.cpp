@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <regex>
 
@@ -61,7 +62,17 @@ std::string part_manifest_name(const Part& part) {
   return fmt::format("dataset.part-{:05d}-of-{:05d}.json", part.index, part.count);
 }
 
+Manifest parse_manifest(const fs::path& file);
+
 Manifest read_manifest(const fs::path& file) {
+  try {
+    return parse_manifest(file);
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(fmt::format("{}: malformed manifest: {}", file.string(), e.what()));
+  }
+}
+
+Manifest parse_manifest(const fs::path& file) {
   const std::string where = file.string();
   json j;
   try {
@@ -101,7 +112,12 @@ Manifest read_manifest(const fs::path& file) {
     e.file = field<std::string>(s, "file", w);
     e.count = field<int64_t>(s, "count", w);
     e.bytes = field<int64_t>(s, "bytes", w);
-    e.rows_crc32 = static_cast<uint32_t>(std::stoul(field<std::string>(s, "rows_crc32", w), nullptr, 16));
+    const std::string digest = field<std::string>(s, "rows_crc32", w);
+    char* end = nullptr;
+    const unsigned long parsed = std::strtoul(digest.c_str(), &end, 16);
+    FACETEX_CHECK_DATA(!digest.empty() && *end == '\0' && parsed <= 0xFFFFFFFFul, "{}: rows_crc32 '{}' is not a hex number",
+                       w, digest);
+    e.rows_crc32 = static_cast<uint32_t>(parsed);
     e.input_begin = field<int64_t>(s, "input_begin", w);
     e.input_end = field<int64_t>(s, "input_end", w);
     FACETEX_CHECK_DATA(e.file.find('/') == std::string::npos && !e.file.empty(), "{}: invalid shard file name '{}'", w,

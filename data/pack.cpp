@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -28,7 +29,8 @@ namespace {
 struct Prepared {
   std::string payload, zlib_chunk;
   uint32_t crc = 0;
-  std::string error;
+  std::string error;         // bad input (DataError): fail or skip per --on-corrupt
+  std::exception_ptr fatal;  // anything else (out of memory, encoder failure): always stops the run
 };
 
 bool is_png_bytes(const std::string& b) { return b.size() >= 8 && b.compare(0, 8, "\x89PNG\r\n\x1a\n", 8) == 0; }
@@ -80,15 +82,17 @@ class Packer {
       if (o_.storage == Storage::kRaw && o_.deflate > 0) p.zlib_chunk = zlib_compress(p.payload, o_.deflate);
     } catch (const DataError& e) {
       p.error = e.what();
+    } catch (...) {
+      p.fatal = std::current_exception();
     }
     return p;
   }
 
   std::string digest(int64_t begin, int64_t end) const {
     Fnv64 f;
-    f.add(fmt::format("v1 res={} storage={} deflate={} q={} png={} square={} up={} auto={}", resolution_,
+    f.add(fmt::format("v1 res={} storage={} deflate={} q={} png={} square={} up={} auto={} corrupt={}", resolution_,
                       storage_name(o_.storage), o_.deflate, o_.jpeg_quality, o_.png_level, int(o_.square),
-                      o_.allow_upscale, auto_resolution_));
+                      o_.allow_upscale, auto_resolution_, int(o_.on_corrupt)));
     for (int64_t i = begin; i < end; ++i) {
       f.add(src_.key(i));
       f.add(src_.stamp(i));
@@ -152,6 +156,7 @@ class Packer {
           written = i + 1;
         }
         cv.notify_all();
+        if (p.fatal) std::rethrow_exception(p.fatal);
         if (!p.error.empty()) {
           if (o_.on_corrupt == OnCorrupt::kFail) throw DataError(p.error);
           log::get("data").warn("skipping input (--on-corrupt=skip): {}", p.error);
@@ -220,7 +225,7 @@ PackResult pack_images(const PackOptions& o) {
   if (auto_resolution) {
     Image first = decode_image(src->read(0), src->describe(0));
     FACETEX_CHECK_DATA(first.height == first.width || o.square == SquarePolicy::kCenterCrop,
-                       "{}: image is {}x{}, not square (pass --square center-crop, or --resolution)", src->describe(0),
+                       "{}: image is {}x{}, not square (pass --square center-crop)", src->describe(0),
                        first.width, first.height);
     resolution = std::min(first.height, first.width);
     log.info("resolution {} (from {})", resolution, src->describe(0));

@@ -124,7 +124,9 @@ ShardReader::ShardReader(const fs::path& path) : impl_(std::make_unique<Impl>())
   s.data = h5::open_dataset(s.file, raw ? kImagesDataset : kEncodedDataset);
   {
     h5::Id type(H5Dget_type(s.data));
-    if (H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 1) s.bad("image data is not uint8");
+    if (H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 1 || H5Tget_sign(type) != H5T_SGN_NONE) {
+      s.bad("image data is not uint8");
+    }
   }
   auto shape = h5::shape(s.data);
   if (raw) {
@@ -216,6 +218,7 @@ int64_t ShardReader::stored_bytes(int64_t row) const {
 std::string ShardReader::key(int64_t row) const {
   std::call_once(impl_->keys_once, [this] {
     try {
+      auto lock = h5::serialize();
       impl_->keys = h5::read_strings(impl_->file, kKeysDataset);
     } catch (const Error&) {
       impl_->keys.clear();
@@ -267,6 +270,7 @@ void ShardReader::read_row(int64_t row, std::string& out) const {
     }
     case Access::kHdf5:
       try {
+        auto lock = h5::serialize();
         if (raw) {
           const hsize_t r = static_cast<hsize_t>(s.header.resolution);
           h5::read_slab<uint8_t>(s.data, {hsize_t(row), 0, 0, 0}, {1, r, r, hsize_t(kChannels)}, dst);

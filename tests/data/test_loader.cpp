@@ -256,6 +256,23 @@ TEST_F(LoaderTest, FiniteStreamsEndWithAPartialOrDroppedStep) {
   EXPECT_EQ(after, (Cursor{0, 16}));
 }
 
+TEST_F(LoaderTest, EveryRankGetsTheSameNumberOfStepsEvenWhenTheLastIsEmpty) {
+  // 23 items, W = 4, B = 3: 12 per step; the last step has positions 12..22 (11 items): rank 3 gets 2, and with
+  // limit 13 the last step holds position 12 only, so ranks 1..3 get an empty batch rather than no batch.
+  for (int64_t limit : {int64_t{kRows}, int64_t{13}}) {
+    std::vector<size_t> steps;
+    for (int64_t rank = 0; rank < 4; ++rank) {
+      auto o = opts(3, rank, 4);
+      o.limit = limit;
+      std::vector<Batch> batches;
+      take(o, 100, nullptr, &batches);
+      steps.push_back(batches.size());
+      if (limit == 13) EXPECT_EQ(batches.back().size, rank == 0 ? 1 : 0);
+    }
+    EXPECT_EQ(steps, std::vector<size_t>(4, 2));
+  }
+}
+
 TEST_F(LoaderTest, InvalidOptionsAreUsageErrors) {
   EXPECT_THROW({ StreamingLoader l(ds_, opts(0, 0, 1)); }, UsageError);
   EXPECT_THROW({ StreamingLoader l(ds_, opts(2, 3, 3)); }, UsageError);

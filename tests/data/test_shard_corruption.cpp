@@ -105,11 +105,28 @@ TEST_P(FlippedByte, IsNamedByVerifyAndTheLoaderAndSkippedOnRequest) {
 
   // The manifest digest covers stored CRCs, not pixels, so the dataset still opens; the loader finds the row.
   auto ds = Dataset::open(out, OnCorrupt::kFail);
-  try {
-    stream_rows(ds, OnCorrupt::kFail, nullptr);
-    FAIL() << "expected a DataError";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("shard-00001.h5 row 1 (key 'img_004.png')"), std::string::npos) << e.what();
+  {
+    LoaderOptions o;
+    o.batch = 2;
+    o.threads = 2;
+    o.limit = ds->size();
+    StreamingLoader loader(ds, o);
+    std::string first;
+    try {
+      while (loader.next()) {
+      }
+      FAIL() << "expected a DataError";
+    } catch (const DataError& e) {
+      first = e.what();
+      EXPECT_NE(first.find("shard-00001.h5 row 1 (key 'img_004.png')"), std::string::npos) << first;
+    }
+    // A failed loader keeps reporting its error (it never hangs waiting for stopped workers).
+    try {
+      loader.next();
+      FAIL() << "expected the same DataError again";
+    } catch (const DataError& e) {
+      EXPECT_EQ(first, e.what());
+    }
   }
   LoaderStats stats;
   auto rows = stream_rows(ds, OnCorrupt::kSkip, &stats);
@@ -163,6 +180,9 @@ TEST(DamagedShard, ManifestThatDisagreesWithItsShardsIsNamed) {
       {[](nlohmann::json& j) { j["resolution"] = 64; }, "manifest says resolution 64"},
       {[](nlohmann::json& j) { j["count"] = 7; }, "shards hold 6 rows but count is 7"},
       {[](nlohmann::json& j) { j.erase("storage"); }, "missing field 'storage'"},
+      {[](nlohmann::json& j) { j["shards"][0]["rows_crc32"] = "zz"; }, "rows_crc32 'zz' is not a hex number"},
+      {[](nlohmann::json& j) { j["shards"][0]["count"] = "three"; }, "field 'count' has the wrong type"},
+      {[](nlohmann::json& j) { j["skipped"] = {{{"input", "x"}}}; }, "malformed manifest"},
   };
   for (const auto& c : cases) {
     edit(c.change);
