@@ -48,6 +48,7 @@ class Cli {
 
 // Subcommand groups (one file each).
 void add_data_commands(Cli& cli);
+void add_convert_commands(Cli& cli);
 void add_version_command(Cli& cli);
 
 }  // namespace facetex::app

@@ -5,6 +5,7 @@
 int main(int argc, char** argv) {
   facetex::app::Cli cli;
   facetex::app::add_data_commands(cli);
+  facetex::app::add_convert_commands(cli);
   facetex::app::add_version_command(cli);
   return cli.main(argc, argv);
 }

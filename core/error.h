@@ -5,6 +5,7 @@
 #pragma once
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>  // shapes (std::vector) in messages
 
 #include <stdexcept>
 #include <string>

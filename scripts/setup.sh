@@ -17,11 +17,13 @@ PKGS=(
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libopencv-imgcodecs-dev libopencv-imgproc-dev   # PNG/JPEG codecs, resizing
   libzip-dev                      # reading image collections from .zip (FFHQ is distributed as zips)
-  zlib1g-dev                      # crc32
+  zlib1g-dev                      # crc32 (fallback)
+  libdeflate-dev                  # PCLMUL CRC-32 and fast inflate for shards
   libmatio-dev                    # Deep3DFaceRecon/BFM .mat files
   libdlib-dev libdlib-data        # HOG face detector + 68-point predictor; libdlib19.1 ships the example photos
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev
+  python3-torch                   # tests/tools/test_convert.py builds real torch pickles (the converters never import torch)
   # local cluster services for integration tests
   slurm-wlm munge prometheus
 )

@@ -14,3 +14,63 @@ namespace facetex::kernels::cuda {
 cudaError_t normalize_u8_to_f32(const uint8_t* in, float* out, int64_t n, cudaStream_t stream);
 
 }  // namespace facetex::kernels::cuda
+
+namespace facetex::kernels::cuda {
+
+// Element types the upfirdn2d and bias_act kernels are compiled for. float16 is computed in float32, float64 in
+// float64.
+enum class DType { kFloat32, kFloat16, kFloat64 };
+
+// ---- upfirdn2d ------------------------------------------------------------------------------------------------
+// One pass of upfirdn2d with a 2-D filter (a separable filter is two passes: [1, taps] along x, then [taps, 1]
+// along y). Per image plane: insert up-1 zeros after every sample, pad by pad_x0/pad_y0 before (negative crops; the
+// far side is implied by out_w/out_h), convolve with the filter (correlate when flip_filter), keep every down-th
+// sample, multiply by gain. Strides are in elements, so x may be a view (channels_last, slices).
+struct Upfirdn2dLaunch {
+  DType dtype = DType::kFloat32;
+  const void* x = nullptr;  // [batch, channels, in_h, in_w]
+  void* y = nullptr;        // [batch, channels, out_h, out_w]
+  const void* f = nullptr;  // [f_h, f_w] row-major; float32 for kFloat32/kFloat16, float64 for kFloat64
+  int batch = 0, channels = 0;
+  int in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+  int64_t x_stride_n = 0, x_stride_c = 0, x_stride_y = 0, x_stride_x = 0;
+  int64_t y_stride_n = 0, y_stride_c = 0, y_stride_y = 0, y_stride_x = 0;
+  int f_h = 1, f_w = 1;
+  int up_x = 1, up_y = 1, down_x = 1, down_y = 1;
+  int pad_x0 = 0, pad_y0 = 0;
+  bool flip_filter = false;
+  double gain = 1.0;
+};
+cudaError_t upfirdn2d(const Upfirdn2dLaunch& p, cudaStream_t stream);
+
+// ---- bias_act -------------------------------------------------------------------------------------------------
+// Same order as facetex::kernels::Activation (the adapter converts explicitly, it does not rely on the values).
+enum class BiasActFunc { kLinear, kRelu, kLrelu, kTanh, kSigmoid, kElu, kSelu, kSoftplus, kSwish };
+
+// The reference kernel's three modes over contiguous buffers of `size` elements, with the bias b[(i / b_step) %
+// b_size] added to the pre-activation:
+//   mode 0 (forward):      y = clamp(act(x + b) * gain, -clamp, clamp)                        (clamp < 0: none)
+//   mode 1 (first order):  y = x * act'(xref + b) * gain, 0 where the forward output was clamped; x is the
+//                          incoming gradient. act' is evaluated from yref (the forward output) or, for swish, from
+//                          xref; relu/lrelu/linear need only yref.
+//   mode 2 (second order): y = x * dy * act''(xref + b) * gain, 0 where clamped; x is the gradient arriving at
+//                          mode 1's output, dy mode 1's incoming gradient. Only for tanh, sigmoid, elu, selu,
+//                          softplus and swish (the others have act'' = 0 almost everywhere).
+// "Clamped" means the forward output yref is not strictly inside (-clamp, clamp), as in the reference kernel.
+struct BiasActLaunch {
+  DType dtype = DType::kFloat32;
+  const void* x = nullptr;
+  const void* b = nullptr;     // [b_size] or null
+  const void* xref = nullptr;  // modes 1-2: the forward input (without bias) or null
+  const void* yref = nullptr;  // modes 1-2: the forward output or null (swish recomputes it from xref)
+  const void* dy = nullptr;    // mode 2 only
+  void* y = nullptr;
+  int64_t size = 0;
+  int64_t b_size = 0, b_step = 1;
+  int mode = 0;
+  BiasActFunc func = BiasActFunc::kLinear;
+  double alpha = 0.0, gain = 1.0, clamp = -1.0;
+};
+cudaError_t bias_act(const BiasActLaunch& p, cudaStream_t stream);
+
+}  // namespace facetex::kernels::cuda
