@@ -267,7 +267,9 @@ TEST_F(LoaderTest, EveryRankGetsTheSameNumberOfStepsEvenWhenTheLastIsEmpty) {
       std::vector<Batch> batches;
       take(o, 100, nullptr, &batches);
       steps.push_back(batches.size());
-      if (limit == 13) EXPECT_EQ(batches.back().size, rank == 0 ? 1 : 0);
+      if (limit == 13) {
+        EXPECT_EQ(batches.back().size, rank == 0 ? 1 : 0);
+      }
     }
     EXPECT_EQ(steps, std::vector<size_t>(4, 2));
   }
