@@ -49,6 +49,9 @@ class Cli {
 // Subcommand groups (one file each).
 void add_data_commands(Cli& cli);
 void add_convert_commands(Cli& cli);
+void add_face_commands(Cli& cli);
+void add_train_commands(Cli& cli);
+void add_metrics_commands(Cli& cli);
 void add_version_command(Cli& cli);
 
 }  // namespace facetex::app

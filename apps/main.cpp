@@ -6,6 +6,9 @@ int main(int argc, char** argv) {
   facetex::app::Cli cli;
   facetex::app::add_data_commands(cli);
   facetex::app::add_convert_commands(cli);
+  facetex::app::add_face_commands(cli);
+  facetex::app::add_train_commands(cli);
+  facetex::app::add_metrics_commands(cli);
   facetex::app::add_version_command(cli);
   return cli.main(argc, argv);
 }

@@ -228,6 +228,44 @@ std::string ShardReader::key(int64_t row) const {
   return impl_->keys[static_cast<size_t>(row)];
 }
 
+bool ShardReader::has_annotation(const std::string& name) const {
+  auto lock = h5::serialize();
+  return h5::exists(impl_->file, name);
+}
+
+int64_t ShardReader::annotation_row_size(const std::string& name) const {
+  auto lock = h5::serialize();
+  h5::Id d = h5::open_dataset(impl_->file, name);
+  auto dims = h5::shape(d);
+  FACETEX_CHECK_DATA(!dims.empty() && int64_t(dims[0]) == impl_->header.count, "{}: /{} does not have one row per image",
+                     impl_->path, name);
+  int64_t n = 1;
+  for (size_t i = 1; i < dims.size(); ++i) n *= static_cast<int64_t>(dims[i]);
+  return n;
+}
+
+namespace {
+template <typename T>
+void read_annotation_row(hid_t file, const std::string& path, const std::string& name, int64_t row, T* out) {
+  auto lock = h5::serialize();
+  h5::Id d = h5::open_dataset(file, name);
+  auto dims = h5::shape(d);
+  std::vector<hsize_t> start(dims.size(), 0), count = dims;
+  FACETEX_CHECK_DATA(!dims.empty() && hsize_t(row) < dims[0], "{}: /{} has no row {}", path, name, row);
+  start[0] = static_cast<hsize_t>(row);
+  count[0] = 1;
+  h5::read_slab<T>(d, start, count, out);
+}
+}  // namespace
+
+void ShardReader::read_annotation(const std::string& name, int64_t row, float* out) const {
+  read_annotation_row(impl_->file, impl_->path, name, row, out);
+}
+
+void ShardReader::read_annotation(const std::string& name, int64_t row, uint8_t* out) const {
+  read_annotation_row(impl_->file, impl_->path, name, row, out);
+}
+
 std::string ShardReader::describe_row(int64_t row) const {
   return fmt::format("{} row {} (key '{}')", impl_->path, row, key(row));
 }

@@ -39,6 +39,13 @@ class ShardReader {
   // `scratch` is a per-thread buffer reused between calls.
   void read_chw(int64_t row, bool xflip, uint8_t* out, std::string& scratch) const;
 
+  // Annotation datasets (written by `data annotate` / `data synth`): whether one exists, and one row of it
+  // (values per row = product of the dataset's trailing dimensions; float datasets read as float32, others as uint8).
+  bool has_annotation(const std::string& name) const;
+  int64_t annotation_row_size(const std::string& name) const;
+  void read_annotation(const std::string& name, int64_t row, float* out) const;
+  void read_annotation(const std::string& name, int64_t row, uint8_t* out) const;
+
   // "<file> row <i> (key '<k>')" — the prefix of every message about a row.
   std::string describe_row(int64_t row) const;
 

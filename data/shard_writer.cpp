@@ -6,6 +6,8 @@
 #include <zlib.h>
 #endif
 
+#include <tuple>
+
 #include "core/atomic_file.h"
 #include "core/crc32.h"
 #include "core/error.h"
@@ -24,6 +26,8 @@ struct ShardWriter::Impl {
   std::vector<std::string> keys;
   std::vector<uint32_t> crcs;
   std::vector<uint64_t> offsets{0};
+  std::vector<std::tuple<std::string, std::vector<float>, std::vector<hsize_t>>> float_annotations;
+  std::vector<std::tuple<std::string, std::vector<uint8_t>, std::vector<hsize_t>>> byte_annotations;
   hsize_t row_bytes = 0;
   bool committed = false;
 
@@ -100,10 +104,39 @@ void ShardWriter::append(const std::string& key, std::string_view payload, uint3
   s.crcs.push_back(crc);
 }
 
+void ShardWriter::set_annotation(const std::string& name, std::vector<float> values, std::vector<hsize_t> dims) {
+  impl_->float_annotations.emplace_back(name, std::move(values), std::move(dims));
+}
+
+void ShardWriter::set_annotation(const std::string& name, std::vector<uint8_t> values, std::vector<hsize_t> dims) {
+  impl_->byte_annotations.emplace_back(name, std::move(values), std::move(dims));
+}
+
+namespace {
+template <typename T>
+void write_annotation(hid_t file, const std::string& where, hsize_t rows,
+                      const std::tuple<std::string, std::vector<T>, std::vector<hsize_t>>& a) {
+  const auto& [name, values, dims] = a;
+  FACETEX_CHECK_RUNTIME(!dims.empty() && dims[0] == rows, "{}: annotation /{} has {} rows, the shard {}", where, name,
+                        dims.empty() ? 0 : dims[0], rows);
+  size_t total = 1;
+  for (auto d : dims) total *= d;
+  FACETEX_CHECK_RUNTIME(values.size() == total, "{}: annotation /{} has {} values for shape {}", where, name,
+                        values.size(), dims);
+  h5::Layout layout;
+  layout.chunk = dims;
+  layout.chunk[0] = 1;
+  if (rows == 0) layout.chunk.clear();
+  h5::write_dataset(file, name, values.data(), dims, layout);
+}
+}  // namespace
+
 ShardSummary ShardWriter::commit() {
   Impl& s = *impl_;
   FACETEX_CHECK_RUNTIME(!s.committed, "{}: committed twice", s.where());
   const hsize_t n = s.keys.size();
+  for (const auto& a : s.float_annotations) write_annotation(s.h5file, s.where(), n, a);
+  for (const auto& a : s.byte_annotations) write_annotation(s.h5file, s.where(), n, a);
   h5::write_strings(s.h5file, kKeysDataset, s.keys);
   h5::write_dataset(s.h5file, kCrc32Dataset, s.crcs.data(), {n});
   if (s.header.storage != Storage::kRaw) {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <hdf5.h>
+
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -34,6 +36,10 @@ class ShardWriter {
   // written as-is with H5Dwrite_chunk so compression runs in parallel instead of inside the HDF5 lock.
   void append(const std::string& key, std::string_view payload, uint32_t crc, std::string_view zlib_chunk = {});
   int64_t count() const;
+  // Annotation datasets written at commit (e.g. /coeffs [N, 257], /crop [N, 3], /valid [N]): the first dimension
+  // must equal the number of rows appended. Chunked one row per chunk.
+  void set_annotation(const std::string& name, std::vector<float> values, std::vector<hsize_t> dims);
+  void set_annotation(const std::string& name, std::vector<uint8_t> values, std::vector<hsize_t> dims);
   ShardSummary commit();
 
  private:

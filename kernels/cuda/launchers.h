@@ -74,3 +74,29 @@ struct BiasActLaunch {
 cudaError_t bias_act(const BiasActLaunch& p, cudaStream_t stream);
 
 }  // namespace facetex::kernels::cuda
+
+namespace facetex::kernels::cuda {
+
+// ---- rasterize ------------------------------------------------------------------------------------------------
+// Hard rasterisation of a batch of meshes sharing one face list (see kernels/rasterize.h for the conventions), in
+// two passes that give the same result as the CPU rasteriser bit for bit (kernels/cuda/raster_math.h):
+//   pass 1: one thread per (image, triangle) tests the pixel centres in its bounding box and atomicMin's the 64-bit
+//           key (depth bits << 32 | face) into `zbuffer`; positive float depths order like their bit patterns, so
+//           the minimum key is the nearest face, ties going to the smaller face index. Triangles whose box exceeds
+//           a few hundred pixels are queued and rasterised by whole thread blocks instead (load balance).
+//   pass 2: one thread per pixel decodes the winning face and recomputes its perspective-correct barycentrics.
+// All buffers are contiguous device memory; the launcher initialises the workspaces itself (on `stream`).
+struct RasterizeLaunch {
+  const float* vertices = nullptr;  // [batch, num_vertices, 3]: pixel column, pixel row, depth
+  const int32_t* faces = nullptr;   // [num_faces, 3], indices in [0, num_vertices) (checked by the caller)
+  int batch = 0, num_vertices = 0, num_faces = 0;  // batch * num_faces must fit in int32
+  int height = 0, width = 0;                       // each below 2^21
+  unsigned long long* zbuffer = nullptr;  // workspace [batch, height, width]
+  int32_t* big_triangles = nullptr;       // workspace [batch * num_faces + 1]: a counter, then the queue
+  int32_t* face_index = nullptr;          // out [batch, height, width], -1 where nothing covers
+  float* barycentric = nullptr;           // out [batch, height, width, 3], 0 where nothing covers
+  float* depth = nullptr;                 // out [batch, height, width], 0 where nothing covers
+};
+cudaError_t rasterize(const RasterizeLaunch& p, cudaStream_t stream);
+
+}  // namespace facetex::kernels::cuda

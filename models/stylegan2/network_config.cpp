@@ -222,4 +222,32 @@ DiscriminatorConfig parse_discriminator_config(const std::string& text, const st
   return d;
 }
 
+std::string to_init_kwargs(const GeneratorConfig& g) {
+  json mapping = {{"num_layers", g.mapping.num_layers}, {"activation", g.mapping.activation},
+                  {"lr_multiplier", g.mapping.lr_multiplier}};
+  if (g.mapping.layer_features) mapping["layer_features"] = *g.mapping.layer_features;
+  mapping["w_avg_beta"] = g.mapping.w_avg_beta ? json(*g.mapping.w_avg_beta) : json(nullptr);
+  const auto& s = g.synthesis;
+  json synthesis = {{"channel_base", s.channel_base}, {"channel_max", s.channel_max},
+                    {"num_fp16_res", s.num_fp16_res}, {"architecture", s.architecture},
+                    {"resample_filter", s.resample_filter}, {"use_noise", s.use_noise},
+                    {"activation", s.activation}, {"kernel_size", s.kernel_size}};
+  synthesis["conv_clamp"] = s.conv_clamp ? json(*s.conv_clamp) : json(nullptr);
+  return json{{"z_dim", g.z_dim}, {"c_dim", g.c_dim}, {"w_dim", g.w_dim}, {"img_resolution", g.img_resolution},
+              {"img_channels", g.img_channels}, {"mapping_kwargs", mapping}, {"synthesis_kwargs", synthesis}}
+      .dump();
+}
+
+std::string to_init_kwargs(const DiscriminatorConfig& d) {
+  json j = {{"c_dim", d.c_dim}, {"img_resolution", d.img_resolution}, {"img_channels", d.img_channels},
+            {"architecture", d.architecture}, {"channel_base", d.channel_base}, {"channel_max", d.channel_max},
+            {"num_fp16_res", d.num_fp16_res},
+            {"block_kwargs", {{"activation", d.activation}, {"resample_filter", d.resample_filter},
+                              {"freeze_layers", d.freeze_layers}}},
+            {"epilogue_kwargs", {{"mbstd_num_channels", d.mbstd_num_channels}, {"activation", d.epilogue_activation}}}};
+  j["conv_clamp"] = d.conv_clamp ? json(*d.conv_clamp) : json(nullptr);
+  j["epilogue_kwargs"]["mbstd_group_size"] = d.mbstd_group_size ? json(*d.mbstd_group_size) : json(nullptr);
+  return j.dump();
+}
+
 }  // namespace facetex::models::stylegan2

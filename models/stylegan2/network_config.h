@@ -68,6 +68,11 @@ struct DiscriminatorConfig {
   int fp16_resolution() const;
 };
 
+// The init_kwargs JSON the reference's constructors would take for these configs (written into weight files and
+// checkpoints, so that facetex-trained networks load like published ones).
+std::string to_init_kwargs(const GeneratorConfig& config);
+std::string to_init_kwargs(const DiscriminatorConfig& config);
+
 // Parse init_kwargs JSON. UsageError naming the key for wrong types or unsupported values (e.g. c_dim > 0).
 // `context` names the source in messages (a file and group).
 GeneratorConfig parse_generator_config(const std::string& init_kwargs_json, const std::string& context);

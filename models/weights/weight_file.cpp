@@ -80,7 +80,8 @@ NetworkWeights read_network_group(hid_t group, const std::string& context) {
 
 std::map<std::string, NetworkWeights> read_weight_file(const fs::path& path) {
   h5::Id f = h5::open_file(path.string());
-  FACETEX_CHECK_DATA(h5::has_attr(f, "format") && h5::read_attr_string(f, "format") == kWeightFormat,
+  const std::string format = h5::has_attr(f, "format") ? h5::read_attr_string(f, "format") : "";
+  FACETEX_CHECK_DATA(format == kWeightFormat || format == kCheckpointFormat,
                      "{}: not a facetex weight file (attribute format != '{}'; convert published weights with "
                      "`facetex convert`)",
                      path.string(), kWeightFormat);
@@ -94,6 +95,7 @@ std::map<std::string, NetworkWeights> read_weight_file(const fs::path& path) {
     char name[256] = {0};
     H5Lget_name_by_idx(f, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof(name), H5P_DEFAULT);
     h5::Id g = h5::open_group(f, name);
+    if (!h5::has_attr(g, "class_name")) continue;  // e.g. a checkpoint's /train group
     out.emplace(name, read_network_group(g, fmt::format("{} /{}", path.string(), name)));
   }
   return out;

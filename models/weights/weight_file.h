@@ -22,6 +22,8 @@
 namespace facetex::models {
 
 inline constexpr char kWeightFormat[] = "facetex-weights";
+// Training checkpoints hold the same network groups plus a /train group; they are readable as weight files.
+inline constexpr char kCheckpointFormat[] = "facetex-checkpoint";
 inline constexpr int64_t kWeightVersion = 1;
 
 struct NetworkWeights {
@@ -34,7 +36,8 @@ struct NetworkWeights {
 // Every dataset directly in `group` becomes a tensor (float data as float32, integers as int64).
 NetworkWeights read_network_group(hid_t group, const std::string& context);
 
-// A whole weight file: DataError naming the file for anything that is not a facetex weight file.
+// A whole weight file (or checkpoint): every root group with a class_name attribute is a network. DataError naming
+// the file for anything that is neither.
 std::map<std::string, NetworkWeights> read_weight_file(const std::filesystem::path& path);
 NetworkWeights read_network(const std::filesystem::path& path, const std::string& network);
 

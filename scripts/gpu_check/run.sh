@@ -2,6 +2,7 @@
 # The GPU check, run on the GPU machine from the repository root after scripts/gpu_check/prepare.sh: builds the
 # HDF5-free part of facetex against the machine's CUDA LibTorch, runs the CUDA tests (kernels vs the ATen reference,
 # G/D CUDA vs reference vs CPU, including double backward) and the G+D benchmark. Results under $OUT.
+# FACETEX_GPU_CHECK=render builds and runs only the rasteriser/renderer part (tests + bench, about a minute).
 set -o pipefail
 export PATH=/usr/local/cuda/bin:$PATH
 export NVIDIA_TF32_OVERRIDE=0  # the reference numerics: full FP32 in cuDNN/cuBLAS
@@ -14,8 +15,16 @@ start=$(date +%s)
 cmake -S build-gpu -B /tmp/fg -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TP" \
   -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" >"$OUT/cmake.log" 2>&1 ||
   { tail -30 "$OUT/cmake.log"; exit 1; }
-ninja -C /tmp/fg -k 0 test_gpu bench_stylegan2 >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
+CHECK=${FACETEX_GPU_CHECK:-all}
+TARGETS="test_render_gpu bench_render"
+[ "$CHECK" = render ] || TARGETS="test_gpu bench_stylegan2 $TARGETS"
+ninja -C /tmp/fg -k 0 $TARGETS >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
 echo "built in $(($(date +%s) - start)) s"
+echo "=== rasteriser + renderer: tests (CPU and CUDA) and benchmark"
+timeout 120 /tmp/fg/test_render_gpu 2>&1 | tee "$OUT/test_render.log" |
+  grep -E "OK \]|FAILED|PASSED|SKIPPED|Failure|Expected|differ" | head -60
+timeout 120 /tmp/fg/bench_render 2>&1 | tee "$OUT/bench_render.log"
+[ "$CHECK" = render ] && { echo "total $(($(date +%s) - start)) s"; exit 0; }
 FACETEX_KERNEL_TIMINGS=1 timeout 240 /tmp/fg/test_gpu 2>&1 | tee "$OUT/test.log" |
   grep -E "\[cuda\]|\[timing\]|OK \]|FAILED|PASSED|SKIPPED|Failure|Expected" | head -80
 echo "=== G+D benchmark (config F, FP16 on the top 4 resolutions, cuDNN benchmark on)"

@@ -1,0 +1,11 @@
+# models/aux: auxiliary models. dlib (Debian libdlib-dev) provides the HOG face detector and the 68-point shape
+# predictor; aux/dlib_landmarks.cpp is the only translation unit that includes dlib headers, and it skips the torch
+# precompiled header (dlib and torch headers need not share a translation unit).
+list(APPEND FACETEX_MODELS_SOURCES aux/dlib_landmarks.cpp)
+pkg_check_modules(DLIB REQUIRED IMPORTED_TARGET dlib-1)
+list(APPEND FACETEX_MODELS_DEPS PkgConfig::DLIB)
+# dlib.pc lists BLAS/LAPACK/libpng/libjpeg as bare paths, which the imported target turns into link *options*
+# (placed before the objects, so the linker drops them); dlib's headers call LAPACK (dgesvd_) from our code, so
+# link them as libraries too.
+list(APPEND FACETEX_MODELS_DEPS ${DLIB_LDFLAGS_OTHER})
+set_source_files_properties(aux/dlib_landmarks.cpp PROPERTIES SKIP_PRECOMPILE_HEADERS ON)

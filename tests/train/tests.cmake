@@ -1,0 +1,5 @@
+# train/ tests (included from tests/CMakeLists.txt; paths relative to tests/). One source per line.
+facetex_test(test_train TORCH WHOLE
+  SOURCES
+    train/test_augment_pipe.cpp
+  DEPS facetex_train facetex_test_parity LABELS train)

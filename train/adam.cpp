@@ -1,0 +1,67 @@
+#include "train/adam.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace facetex::train {
+
+AdamOptions AdamOptions::lazy(double lr, double beta1, double beta2, double eps, int reg_interval) {
+  AdamOptions o{lr, beta1, beta2, eps};
+  if (reg_interval > 0) {
+    const double ratio = double(reg_interval) / (reg_interval + 1);
+    o.lr = lr * ratio;
+    o.beta1 = std::pow(beta1, ratio);
+    o.beta2 = std::pow(beta2, ratio);
+  }
+  return o;
+}
+
+Adam::Adam(std::vector<std::pair<std::string, at::Tensor>> params, AdamOptions options)
+    : params_(std::move(params)), o_(options) {
+  for (const auto& [name, p] : params_) {
+    state_.push_back({name, at::zeros_like(p, at::MemoryFormat::Preserve), at::zeros_like(p, at::MemoryFormat::Preserve), 0});
+  }
+}
+
+int64_t Adam::sanitize_gradients() {
+  at::NoGradGuard no_grad;
+  int64_t replaced = 0;
+  for (auto& [name, p] : params_) {
+    at::Tensor g = p.mutable_grad();
+    if (!g.defined()) continue;
+    at::Tensor bad = ~at::isfinite(g);
+    if (bad.any().item<bool>()) {
+      replaced += bad.sum().item<int64_t>();
+      at::nan_to_num_out(g, g, 0.0, 1e5, -1e5);
+    }
+  }
+  return replaced;
+}
+
+void Adam::step() {
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    at::Tensor& p = params_[i].second;
+    const at::Tensor& g = p.grad();
+    if (!g.defined()) continue;  // the reference skips parameters without a gradient (state untouched)
+    State& s = state_[i];
+    s.step += 1;
+    const double bias1 = 1 - std::pow(o_.beta1, double(s.step));
+    const double bias2 = 1 - std::pow(o_.beta2, double(s.step));
+    s.exp_avg.mul_(o_.beta1).add_(g, 1 - o_.beta1);
+    s.exp_avg_sq.mul_(o_.beta2).addcmul_(g, g.conj(), 1 - o_.beta2);
+    at::Tensor denom = (s.exp_avg_sq.sqrt() / std::sqrt(bias2)).add_(o_.eps);
+    p.addcdiv_(s.exp_avg, denom, -o_.lr / bias1);
+  }
+}
+
+void Adam::zero_grad() {
+  for (auto& [name, p] : params_) {
+    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+  }
+}
+
+}  // namespace facetex::train

@@ -1,0 +1,94 @@
+#include "train/train_options.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/version.h"
+
+namespace facetex::train {
+
+std::string preset_path(const std::string& name) {
+  const std::filesystem::path p = std::filesystem::path(FACETEX_SOURCE_DIR) / "configs" / (name + ".toml");
+  FACETEX_CHECK_USAGE(std::filesystem::exists(p), "unknown preset '{}' (no {}); presets: paper1024, auto, "
+                      "stylegan2-256, synth64", name, p.string());
+  return p.string();
+}
+
+TrainOptions parse_train_options(const Config& c) {
+  TrainOptions o;
+  o.run_dir = c.get_string("run.dir", "");
+  o.device = c.get_string("run.device", o.device);
+  o.seed = static_cast<uint64_t>(c.get_int("run.seed", 0));
+  o.total_kimg = c.get_double("run.total_kimg", o.total_kimg);
+  o.kimg_per_tick = c.get_double("run.kimg_per_tick", o.kimg_per_tick);
+  o.snap_ticks = c.get_int("run.snap_ticks", o.snap_ticks);
+  o.keep_checkpoints = c.get_int("run.keep_checkpoints", o.keep_checkpoints);
+  o.grid_images = c.get_int("run.grid_images", o.grid_images);
+  FACETEX_CHECK_USAGE(o.device == "cpu" || o.device == "cuda", "run.device must be cpu or cuda, got '{}'", o.device);
+  FACETEX_CHECK_USAGE(o.total_kimg > 0 && o.kimg_per_tick > 0 && o.snap_ticks >= 1 && o.keep_checkpoints >= 1,
+                      "run.total_kimg, run.kimg_per_tick must be > 0 and run.snap_ticks, run.keep_checkpoints >= 1");
+
+  o.mode = c.get_string("model.mode", o.mode);
+  o.background = c.get_string("model.background", o.background);
+  o.init_weights = c.get_string("model.init_weights", "");
+  o.face_model_mat = c.get_string("model.face_model_mat", "");
+  o.face_model_uv = c.get_string("model.face_model_uv", "");
+  o.texture_resolution = static_cast<int>(c.get_int("model.texture_resolution", 0));
+  FACETEX_CHECK_USAGE(o.mode == "image" || o.mode == "texture", "model.mode must be image or texture, got '{}'", o.mode);
+  FACETEX_CHECK_USAGE(o.background == "dataset" || o.background == "generated",
+                      "model.background must be dataset or generated, got '{}'", o.background);
+  // Fresh networks from [model] keys (ignored when model.init_weights supplies init_kwargs).
+  auto& G = o.G;
+  auto& D = o.D;
+  const int res = static_cast<int>(c.get_int("model.resolution", 256));
+  G.img_resolution = D.img_resolution = res;
+  G.z_dim = static_cast<int>(c.get_int("model.z_dim", 512));
+  G.w_dim = static_cast<int>(c.get_int("model.w_dim", 512));
+  G.mapping.num_layers = static_cast<int>(c.get_int("model.mapping_layers", 8));
+  G.synthesis.channel_base = D.channel_base = static_cast<int>(c.get_int("model.channel_base", 32768));
+  G.synthesis.channel_max = D.channel_max = static_cast<int>(c.get_int("model.channel_max", 512));
+  G.synthesis.num_fp16_res = D.num_fp16_res = static_cast<int>(c.get_int("model.num_fp16_res", 0));
+  if (auto clamp = c.get_double("model.conv_clamp")) G.synthesis.conv_clamp = D.conv_clamp = *clamp;
+  D.mbstd_group_size = c.get_int("model.mbstd_group", 4);
+  FACETEX_CHECK_USAGE(res >= 8 && (res & (res - 1)) == 0, "model.resolution must be a power of two >= 8, got {}", res);
+  G.synthesis.w_dim = G.w_dim;
+  G.synthesis.img_resolution = res;
+  G.mapping.z_dim = G.z_dim;
+  G.mapping.w_dim = G.w_dim;
+
+  o.shards = c.get_string("data.shards", "");
+  o.xflip = c.get_bool("data.xflip", o.xflip);
+  o.loader_threads = static_cast<int>(c.get_int("data.threads", 0));
+
+  o.batch = c.get_int("train.batch", o.batch);
+  o.batch_gpu = c.get_int("train.batch_gpu", 0);
+  o.lr_G = c.get_double("train.lr_G", o.lr_G);
+  o.lr_D = c.get_double("train.lr_D", o.lr_D);
+  o.beta1 = c.get_double("train.beta1", o.beta1);
+  o.beta2 = c.get_double("train.beta2", o.beta2);
+  o.G_reg_interval = static_cast<int>(c.get_int("train.G_reg_interval", o.G_reg_interval));
+  o.D_reg_interval = static_cast<int>(c.get_int("train.D_reg_interval", o.D_reg_interval));
+  o.r1_gamma = c.get_double("train.r1_gamma", o.r1_gamma);
+  o.pl_weight = c.get_double("train.pl_weight", o.pl_weight);
+  o.pl_decay = c.get_double("train.pl_decay", o.pl_decay);
+  o.pl_batch_shrink = c.get_int("train.pl_batch_shrink", o.pl_batch_shrink);
+  o.style_mixing = c.get_double("train.style_mixing", o.style_mixing);
+  o.ema_kimg = c.get_double("train.ema_kimg", o.ema_kimg);
+  if (auto r = c.get_double("train.ema_rampup")) o.ema_rampup = *r;
+  FACETEX_CHECK_USAGE(o.batch >= 1 && o.batch_gpu >= 0, "train.batch must be >= 1 and train.batch_gpu >= 0");
+  FACETEX_CHECK_USAGE(o.G_reg_interval >= 1 && o.D_reg_interval >= 1, "regularisation intervals must be >= 1");
+  FACETEX_CHECK_USAGE(o.style_mixing >= 0 && o.style_mixing <= 1, "train.style_mixing must be in [0, 1]");
+
+  o.augment = c.get_string("augment.mode", o.augment);
+  o.augpipe = c.get_string("augment.pipe", o.augpipe);
+  o.augment_p = c.get_double("augment.p", o.augment_p);
+  o.ada_target = c.get_double("augment.target", o.ada_target);
+  o.ada_interval = c.get_int("augment.interval", o.ada_interval);
+  o.ada_kimg = c.get_double("augment.kimg", o.ada_kimg);
+  FACETEX_CHECK_USAGE(o.augment == "ada" || o.augment == "fixed" || o.augment == "noaug",
+                      "augment.mode must be ada, fixed or noaug, got '{}'", o.augment);
+  FACETEX_CHECK_USAGE(o.augpipe == "bgc", "augment.pipe '{}' is not available (bgc)", o.augpipe);
+  return o;
+}
+
+}  // namespace facetex::train

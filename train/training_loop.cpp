@@ -1,0 +1,598 @@
+#include "train/training_loop.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "cluster/preemption.h"
+#include "cluster/world.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "kernels/image_normalize.h"
+#include "models/stylegan2/discriminator.h"
+#include "models/stylegan2/generator.h"
+#include "models/weights/weight_file.h"
+#include "monitoring/metrics.h"
+#include "train/ada_controller.h"
+#include "train/adam.h"
+#include "train/augment_pipe.h"
+#include "train/checkpoint.h"
+#include "train/generator_pipeline.h"
+#include "train/image_grid.h"
+#include "train/loss.h"
+#include "train/face_renderer.h"
+#include "train/synth_metric.h"
+#include "train/texture_pipeline.h"
+#include "train/training_stats.h"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace facetex::train {
+namespace {
+
+using models::stylegan2::Discriminator;
+using models::stylegan2::Generator;
+
+double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+double resident_gb() {
+  std::ifstream f("/proc/self/status");
+  std::string key;
+  while (f >> key) {
+    if (key == "VmRSS:") {
+      double kb = 0;
+      f >> kb;
+      return kb / 1048576.0;
+    }
+    std::getline(f, key);
+  }
+  return 0;
+}
+
+std::string format_duration(double s) {
+  const int64_t t = static_cast<int64_t>(s);
+  if (t >= 86400) return fmt::format("{}d {:02d}h {:02d}m", t / 86400, (t / 3600) % 24, (t / 60) % 60);
+  if (t >= 3600) return fmt::format("{}h {:02d}m {:02d}s", t / 3600, (t / 60) % 60, t % 60);
+  if (t >= 60) return fmt::format("{}m {:02d}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+
+// Copies every parameter and buffer of `src` into `dst` (same architecture).
+void copy_module(torch::nn::Module& dst, const torch::nn::Module& src) {
+  at::NoGradGuard no_grad;
+  auto dp = dst.parameters(true), sp = src.parameters(true);
+  for (size_t i = 0; i < dp.size(); ++i) dp[i].copy_(sp[i]);
+  auto db = dst.buffers(true), sb = src.buffers(true);
+  for (size_t i = 0; i < db.size(); ++i) db[i].copy_(sb[i]);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> named_params(torch::nn::Module& m) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (auto& p : m.named_parameters(true)) out.emplace_back(p.key(), p.value());
+  return out;
+}
+
+struct Metrics {
+  metrics::Gauge& kimg = metrics::gauge("facetex_train_kimg", "Training progress in thousands of real images");
+  metrics::Counter& images = metrics::counter("facetex_train_images_total", "Real images consumed by training");
+  metrics::Gauge& augment_p = metrics::gauge("facetex_train_augment_p", "ADA augmentation probability");
+  metrics::Counter& nan = metrics::counter("facetex_train_nonfinite_gradients_total",
+                                           "Gradient entries that were NaN or Inf and were replaced");
+  metrics::Histogram& checkpoint = metrics::histogram("facetex_train_checkpoint_seconds", "Time to write a checkpoint",
+                                                      metrics::seconds_buckets());
+  metrics::Histogram& phase(Phase p) {
+    return metrics::histogram("facetex_train_phase_seconds", "Time per training phase", metrics::seconds_buckets(),
+                              {{"phase", phase_name(p)}});
+  }
+  metrics::Gauge& loss(const std::string& term) {
+    return metrics::gauge("facetex_train_loss", "Mean loss term over the last tick", {{"term", term}});
+  }
+};
+
+class Trainer {
+ public:
+  Trainer(const TrainOptions& o, const Config& config) : o_(o), config_(config), log_(log::get("train")) {}
+
+  TrainResult run(int64_t max_steps);
+
+ private:
+  void setup();
+  void resume_or_start();
+  void iteration();
+  // Backgrounds (normalised, on the device) with their geometry annotations for the given dataset rows.
+  BatchContext context_for_rows(const std::vector<int64_t>& rows, const at::Tensor& images) const;
+  at::Tensor ground_truth_textures(int64_t n) const;
+  void synth_metric();
+  std::vector<int64_t> grid_rows(int64_t n) const;
+  at::Tensor read_rows(int64_t n) const;
+  void tick(bool done);
+  void write_grids(const std::string& suffix);
+  void checkpoint();
+  TrainState capture_state() const;
+
+  TrainOptions o_;
+  Config config_;
+  spdlog::logger& log_;
+  fs::path run_dir_;
+  at::Device device_{at::kCPU};
+  cluster::World world_;
+  std::shared_ptr<Generator> G_, G_ema_;
+  std::shared_ptr<Discriminator> D_;
+  std::unique_ptr<AugmentPipe> augment_;
+  std::unique_ptr<AdaController> ada_;
+  std::unique_ptr<GeneratorPipeline> pipeline_;
+  std::unique_ptr<Adam> opt_G_, opt_D_;
+  TrainingStats stats_;
+  std::unique_ptr<StyleGAN2Loss> loss_;
+  std::shared_ptr<const data::Dataset> dataset_;
+  std::unique_ptr<data::StreamingLoader> loader_;
+  data::Cursor cursor_;  // where the next batch comes from (what a checkpoint saves)
+  // Texture mode: the face renderer and a second stream of annotated images used as the fakes' backgrounds.
+  std::shared_ptr<FaceRenderer> renderer_;
+  std::unique_ptr<data::StreamingLoader> background_loader_;
+  data::Cursor background_cursor_;
+  bool has_ground_truth_ = false;
+  BatchContext grid_context_;
+  at::Tensor truth_textures_;
+  Metrics metrics_;
+  int64_t batch_rank_ = 0, batch_gpu_ = 0, rounds_ = 0;
+  int64_t cur_nimg_ = 0, batch_idx_ = 0, cur_tick_ = 0, tick_start_nimg_ = 0;
+  double training_seconds_ = 0;
+  Clock::time_point start_time_, tick_start_time_;
+  double maintenance_seconds_ = 0;
+  at::Tensor grid_z_;
+  bool resumed_ = false;
+};
+
+void Trainer::setup() {
+  FACETEX_CHECK_USAGE(!o_.run_dir.empty(), "run.dir (--run) is required");
+  FACETEX_CHECK_USAGE(!o_.shards.empty(), "data.shards is required (a folder written by `facetex data pack`)");
+  FACETEX_CHECK_USAGE(o_.mode == "image" || o_.background == "dataset",
+                      "model.background = generated needs the frozen 2D generator, DFR, RigNet, MTCNN and ReconNet "
+                      "networks, which this build does not have yet; use model.background = dataset");
+  run_dir_ = o_.run_dir;
+  fs::create_directories(run_dir_ / "checkpoints");
+  log::add_file_sink((run_dir_ / "log.txt").string());
+  world_ = cluster::discover_world();
+  FACETEX_CHECK_USAGE(world_.size == 1, "multi-rank training arrives with the cluster communicators; run one rank");
+  if (o_.device == "cuda") {
+    FACETEX_CHECK_USAGE(at::hasCUDA(), "run.device = cuda, but this build or machine has no CUDA");
+    device_ = at::Device(at::kCUDA, world_.local_rank);
+  }
+  write_file_atomic(run_dir_ / "config.toml", config_.to_toml());
+
+  // Data: every rank streams its part of one global order.
+  dataset_ = data::Dataset::open(o_.shards, data::OnCorrupt::kFail);
+  FACETEX_CHECK_USAGE(o_.batch % world_.size == 0, "train.batch {} is not divisible by the {} ranks", o_.batch,
+                      world_.size);
+  batch_rank_ = o_.batch / world_.size;
+  batch_gpu_ = o_.batch_gpu > 0 ? o_.batch_gpu : batch_rank_;
+  FACETEX_CHECK_USAGE(batch_rank_ % batch_gpu_ == 0, "train.batch_gpu {} must divide the per-rank batch {}", batch_gpu_,
+                      batch_rank_);
+  rounds_ = batch_rank_ / batch_gpu_;
+
+  // Networks: fresh from [model], or from a weight file (e.g. a converted pickle) with its own init_kwargs.
+  if (!o_.init_weights.empty()) {
+    auto weights = models::read_weight_file(o_.init_weights);
+    FACETEX_CHECK_DATA(weights.count("G") && weights.count("D"), "{}: needs networks G and D", o_.init_weights);
+    o_.G = models::stylegan2::parse_generator_config(weights.at("G").init_kwargs, o_.init_weights + " /G");
+    o_.D = models::stylegan2::parse_discriminator_config(weights.at("D").init_kwargs, o_.init_weights + " /D");
+    G_ = std::make_shared<Generator>(o_.G);
+    D_ = std::make_shared<Discriminator>(o_.D);
+    models::load_network(*G_, weights.at("G"), o_.init_weights + " /G");
+    models::load_network(*D_, weights.at("D"), o_.init_weights + " /D");
+  } else {
+    if (o_.mode == "texture") {
+      // G makes textures (any resolution), D judges composites at the dataset's resolution.
+      const int tex = o_.texture_resolution > 0 ? o_.texture_resolution : dataset_->resolution();
+      o_.G.img_resolution = o_.G.synthesis.img_resolution = tex;
+    }
+    at::manual_seed(o_.seed);  // network initialisation is reproducible from the run seed
+    G_ = std::make_shared<Generator>(o_.G);
+    D_ = std::make_shared<Discriminator>(o_.D);
+  }
+  FACETEX_CHECK_USAGE(dataset_->resolution() == o_.D.img_resolution,
+                      "the dataset is {}x{} but the discriminator judges {}x{} images", dataset_->resolution(),
+                      dataset_->resolution(), o_.D.img_resolution, o_.D.img_resolution);
+  if (o_.mode == "texture") {
+    FACETEX_CHECK_USAGE(!o_.face_model_mat.empty() && !o_.face_model_uv.empty(),
+                        "texture mode needs model.face_model_mat and model.face_model_uv (e.g. a synthetic world's "
+                        "model.mat and uv.npy)");
+    auto renderer = std::make_shared<FaceRenderer>(
+        models::face3d::load_morphable_model(o_.face_model_mat, o_.face_model_uv));
+    renderer->to(device_);
+    const auto& shard = *dataset_->shards().front();
+    FACETEX_CHECK_DATA(shard.has_annotation("coeffs") && shard.has_annotation("crop"),
+                       "{}: texture mode needs the /coeffs and /crop annotations (facetex data annotate, or a "
+                       "synthetic world from facetex data synth)", shard.path());
+    FACETEX_CHECK_DATA(shard.annotation_row_size("coeffs") == renderer->layout().total(),
+                       "{}: /coeffs has {} values per row, the face model needs {}", shard.path(),
+                       shard.annotation_row_size("coeffs"), renderer->layout().total());
+    renderer_ = renderer;
+    has_ground_truth_ = shard.has_annotation("gt_texture");
+  }
+  G_ema_ = std::make_shared<Generator>(o_.G);
+  copy_module(*G_ema_, *G_);  // G_ema starts as a copy of G (spec §4.5)
+  G_->to(device_);
+  D_->to(device_);
+  G_ema_->to(device_);
+  G_->train();
+  D_->train();
+  G_ema_->eval();
+  set_requires_grad(*G_, false);
+  set_requires_grad(*D_, false);
+  set_requires_grad(*G_ema_, false);
+
+  if (o_.augment != "noaug") augment_ = std::make_unique<AugmentPipe>(AugmentOptions::preset(o_.augpipe), o_.augment_p);
+  if (o_.augment == "ada") {
+    AdaOptions ao;
+    ao.target = o_.ada_target;
+    ao.interval = static_cast<int>(o_.ada_interval);
+    ao.kimg = o_.ada_kimg;
+    ada_ = std::make_unique<AdaController>(ao, o_.augment_p);
+  }
+  if (o_.mode == "texture") {
+    pipeline_ = std::make_unique<TexturePipeline>(renderer_);
+  } else {
+    pipeline_ = std::make_unique<ImagePipeline>();
+  }
+  opt_G_ = std::make_unique<Adam>(named_params(*G_), AdamOptions::lazy(o_.lr_G, o_.beta1, o_.beta2, o_.eps,
+                                                                       o_.G_reg_interval));
+  opt_D_ = std::make_unique<Adam>(named_params(*D_), AdamOptions::lazy(o_.lr_D, o_.beta1, o_.beta2, o_.eps,
+                                                                       o_.D_reg_interval));
+  LossOptions lo;
+  lo.r1_gamma = o_.r1_gamma;
+  lo.pl_weight = o_.pl_weight;
+  lo.pl_decay = o_.pl_decay;
+  lo.pl_batch_shrink = o_.pl_batch_shrink;
+  lo.style_mixing = o_.style_mixing;
+  loss_ = std::make_unique<StyleGAN2Loss>(*G_, *D_, augment_.get(), *pipeline_, lo, stats_);
+  if (ada_) loss_->on_real_signs = [this](const at::Tensor& signs) { ada_->report(signs); };
+
+  // Grid latents from their own generator: snapshots never disturb the training RNG stream (exact resume).
+  at::Generator grid_gen = at::detail::createCPUGenerator(0);
+  grid_z_ = at::randn({o_.grid_images, o_.G.z_dim}, grid_gen).to(device_);
+  if (renderer_) {
+    // Fixed backgrounds for the composite grids: the first rows of the dataset.
+    const int64_t n = std::min<int64_t>(o_.grid_images, dataset_->size());
+    grid_z_ = grid_z_.narrow(0, 0, n);
+    grid_context_ = context_for_rows(grid_rows(n), read_rows(n));
+  }
+}
+
+std::vector<int64_t> Trainer::grid_rows(int64_t n) const {
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)] = i;
+  return rows;
+}
+
+// The first n dataset rows as normalised images on the device.
+at::Tensor Trainer::read_rows(int64_t n) const {
+  std::string scratch;
+  const int r = dataset_->resolution();
+  at::Tensor out = at::empty({n, 3, r, r}, at::kByte);
+  for (int64_t i = 0; i < n; ++i) {
+    auto loc = dataset_->locate(i);
+    loc.shard->read_chw(loc.row, false, out[i].data_ptr<uint8_t>(), scratch);
+  }
+  return kernels::normalize_images(out).to(device_);
+}
+
+void Trainer::resume_or_start() {
+  auto latest = find_latest_checkpoint(run_dir_);
+  if (!latest) {
+    at::manual_seed(o_.seed * world_.size + world_.rank);
+    cursor_ = data::Cursor{};
+    background_cursor_ = data::Cursor{};
+    write_image_grid((run_dir_ / "reals.png").string(),
+                     read_rows(std::min<int64_t>(o_.grid_images, dataset_->size())));
+    write_grids("init");
+    // The networks before training, for metrics that compare against the start (facetex metrics synth).
+    models::write_weight_file(run_dir_ / "init.h5",
+                              {{"G_ema", models::network_state(*G_ema_, "Generator", models::stylegan2::to_init_kwargs(o_.G))}},
+                              "training run start", "facetex train");
+    synth_metric();
+    log_.info("starting a new run in {} ({} mode, {}x{}, batch {}, {} kimg)", run_dir_.string(), o_.mode,
+              o_.D.img_resolution, o_.D.img_resolution, o_.batch, o_.total_kimg);
+    return;
+  }
+  auto [nets, s] = load_checkpoint(*latest, *opt_G_, *opt_D_);
+  models::load_network(*G_, nets.G, latest->string() + " /G");
+  models::load_network(*D_, nets.D, latest->string() + " /D");
+  models::load_network(*G_ema_, nets.G_ema, latest->string() + " /G_ema");
+  cur_nimg_ = s.cur_nimg;
+  batch_idx_ = s.batch_idx;
+  cur_tick_ = s.cur_tick;
+  tick_start_nimg_ = s.tick_start_nimg;
+  training_seconds_ = s.training_seconds;
+  if (augment_) augment_->set_p(s.augment_p);
+  if (ada_ && !s.ada_state.empty()) ada_->load_state(AdaState::from_json(nlohmann::json::parse(s.ada_state)));
+  loss_->pl_mean.fill_(s.pl_mean);
+  cursor_ = s.loader_cursor;
+  background_cursor_ = s.background_cursor;
+  stats_.restore(s.stats_names, s.stats_values);
+  {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(s.cpu_rng_state);
+  }
+  resumed_ = true;
+  log_.info("resuming from {} at kimg {:.3f} (tick {}, iteration {})", latest->string(), cur_nimg_ / 1000.0, cur_tick_,
+            batch_idx_);
+}
+
+BatchContext Trainer::context_for_rows(const std::vector<int64_t>& rows, const at::Tensor& images) const {
+  BatchContext ctx;
+  const int64_t n = static_cast<int64_t>(rows.size());
+  const int64_t k = renderer_->layout().total();
+  at::Tensor coeffs = at::empty({n, k}, at::kFloat), crops = at::empty({n, 3}, at::kFloat);
+  for (int64_t i = 0; i < n; ++i) {
+    auto loc = dataset_->locate(rows[static_cast<size_t>(i)]);
+    loc.shard->read_annotation("coeffs", loc.row, coeffs[i].data_ptr<float>());
+    loc.shard->read_annotation("crop", loc.row, crops[i].data_ptr<float>());
+  }
+  ctx.backgrounds = images;
+  ctx.coeffs = coeffs.to(device_);
+  ctx.crops = crops.to(device_);
+  return ctx;
+}
+
+at::Tensor Trainer::ground_truth_textures(int64_t n) const {
+  n = std::min(n, dataset_->size());
+  const auto& first = *dataset_->shards().front();
+  const int64_t row_size = first.annotation_row_size("gt_texture");
+  const int64_t t = static_cast<int64_t>(std::lround(std::sqrt(row_size / 3.0)));
+  at::Tensor out = at::empty({n, t, t, 3}, at::kByte);
+  for (int64_t i = 0; i < n; ++i) {
+    auto loc = dataset_->locate(i);
+    loc.shard->read_annotation("gt_texture", loc.row, out[i].data_ptr<uint8_t>());
+  }
+  return out.permute({0, 3, 1, 2}).to(at::kFloat) / 127.5 - 1;
+}
+
+void Trainer::synth_metric() {
+  if (!has_ground_truth_) return;
+  at::NoGradGuard no_grad;
+  if (!truth_textures_.defined()) truth_textures_ = ground_truth_textures(256);
+  at::Generator gen = at::detail::createCPUGenerator(1);
+  at::Tensor z = at::randn({truth_textures_.size(0), o_.G.z_dim}, gen).to(device_);
+  models::stylegan2::SynthesisOptions so;
+  so.noise_mode = models::stylegan2::NoiseMode::kConst;
+  at::Tensor tex = G_ema_->forward(z, {}, so);
+  const SynthDistance d = synth_distance(tex, truth_textures_);
+  std::ofstream f(run_dir_ / "metric-synth.jsonl", std::ios::app);
+  f << nlohmann::json{{"kimg", cur_nimg_ / 1000.0}, {"kid", d.kid}, {"colour", d.colour}, {"synth_distance", d.total()}}
+           .dump()
+    << "\n";
+  log_.info("synth_distance {:.4f} (kid {:.4f}, colour {:.4f}) at kimg {:.3f}", d.total(), d.kid, d.colour,
+            cur_nimg_ / 1000.0);
+}
+
+void Trainer::iteration() {
+  // Reals: one batch per rank, split into rounds.
+  auto batch = loader_->next();
+  FACETEX_CHECK_RUNTIME(batch && batch->size == batch_rank_, "loader delivered no full batch");
+  const int r = batch->height;
+  at::Tensor reals = kernels::normalize_images(
+      at::from_blob(batch->data(), {batch->size, 3, r, r}, at::kByte).to(device_));
+  cursor_ = batch->cursor_after;
+  const auto real_chunks = reals.split(batch_gpu_);
+  // Texture mode: the fakes' backgrounds and geometry, from a second stream of the same dataset.
+  std::vector<BatchContext> contexts(static_cast<size_t>(rounds_));
+  if (background_loader_) {
+    auto bg = background_loader_->next();
+    FACETEX_CHECK_RUNTIME(bg && bg->size == batch_rank_, "background loader delivered no full batch");
+    background_cursor_ = bg->cursor_after;
+    BatchContext all = context_for_rows(
+        bg->rows, kernels::normalize_images(at::from_blob(bg->data(), {bg->size, 3, r, r}, at::kByte).to(device_)));
+    for (int64_t round = 0; round < rounds_; ++round) {
+      contexts[static_cast<size_t>(round)] = {all.backgrounds.narrow(0, round * batch_gpu_, batch_gpu_),
+                                              all.coeffs.narrow(0, round * batch_gpu_, batch_gpu_),
+                                              all.crops.narrow(0, round * batch_gpu_, batch_gpu_)};
+    }
+  }
+
+  // Latents for every phase, drawn every iteration as the reference does (len(phases) * batch).
+  const Phase phases[4] = {Phase::kGmain, Phase::kGreg, Phase::kDmain, Phase::kDreg};
+  const int intervals[4] = {1, o_.G_reg_interval, 1, o_.D_reg_interval};
+  at::Tensor all_z = at::randn({4 * o_.batch, o_.G.z_dim}, at::TensorOptions().device(device_));
+  for (int k = 0; k < 4; ++k) {
+    if (batch_idx_ % intervals[k] != 0) continue;
+    const auto t0 = Clock::now();
+    const bool g_phase = phases[k] == Phase::kGmain || phases[k] == Phase::kGreg;
+    torch::nn::Module& module = g_phase ? static_cast<torch::nn::Module&>(*G_) : *D_;
+    Adam& opt = g_phase ? *opt_G_ : *opt_D_;
+    const auto z_chunks = all_z.narrow(0, k * o_.batch, o_.batch).split(batch_gpu_);
+    opt.zero_grad();
+    set_requires_grad(module, true);
+    for (int64_t round = 0; round < rounds_; ++round) {
+      loss_->accumulate_gradients(phases[k], real_chunks[round], z_chunks[round], contexts[static_cast<size_t>(round)],
+                                  intervals[k]);
+    }
+    set_requires_grad(module, false);
+    if (const int64_t bad = opt.sanitize_gradients(); bad > 0) {
+      metrics_.nan.inc(static_cast<double>(bad));
+      stats_.report("Train/nonfinite_gradients", static_cast<double>(bad));
+      log_.warn("{}: replaced {} non-finite gradient entries (NaN -> 0, +-Inf -> +-1e5)", phase_name(phases[k]), bad);
+    }
+    opt.step();
+    metrics_.phase(phases[k]).observe(seconds(t0, Clock::now()));
+  }
+
+  // G_ema: p_ema <- p + beta (p_ema - p), beta = 0.5 ** (batch / ema_nimg); buffers copied.
+  {
+    at::NoGradGuard no_grad;
+    double ema_nimg = o_.ema_kimg * 1000;
+    if (o_.ema_rampup) ema_nimg = std::min(ema_nimg, cur_nimg_ * *o_.ema_rampup);
+    const double beta = std::pow(0.5, o_.batch / std::max(ema_nimg, 1e-8));
+    auto pe = G_ema_->parameters(true), p = G_->parameters(true);
+    for (size_t i = 0; i < pe.size(); ++i) pe[i].copy_(p[i].lerp(pe[i], beta));
+    auto be = G_ema_->buffers(true), b = G_->buffers(true);
+    for (size_t i = 0; i < be.size(); ++i) be[i].copy_(b[i]);
+  }
+  cur_nimg_ += o_.batch;
+  batch_idx_ += 1;
+  metrics_.images.inc(static_cast<double>(o_.batch));
+  if (ada_ && ada_->step(o_.batch)) augment_->set_p(ada_->p());
+}
+
+void Trainer::write_grids(const std::string& suffix) {
+  at::NoGradGuard no_grad;
+  models::stylegan2::SynthesisOptions o;
+  o.noise_mode = models::stylegan2::NoiseMode::kConst;
+  at::Tensor fakes = G_ema_->forward(grid_z_, {}, o);
+  if (renderer_) {
+    write_image_grid((run_dir_ / fmt::format("textures-{}.png", suffix)).string(), fakes);
+    fakes = renderer_->render_into(fakes, grid_context_.coeffs, grid_context_.crops, grid_context_.backgrounds);
+  }
+  write_image_grid((run_dir_ / fmt::format("fakes-{}.png", suffix)).string(), fakes);
+}
+
+TrainState Trainer::capture_state() const {
+  TrainState s;
+  s.cur_nimg = cur_nimg_;
+  s.batch_idx = batch_idx_;
+  s.cur_tick = cur_tick_;
+  s.tick_start_nimg = tick_start_nimg_;
+  s.training_seconds = training_seconds_ + seconds(start_time_, Clock::now());
+  s.augment_p = augment_ ? augment_->p() : 0.0;
+  if (ada_) s.ada_state = ada_->state().to_json().dump();
+  s.pl_mean = loss_->pl_mean.item<double>();
+  s.loader_cursor = cursor_;
+  s.background_cursor = background_cursor_;
+  {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    s.cpu_rng_state = gen.get_state();
+  }
+  s.stats_names = stats_.names();
+  s.stats_values = stats_.flatten();
+  s.config_toml = config_.to_toml();
+  return s;
+}
+
+void Trainer::checkpoint() {
+  const auto t0 = Clock::now();
+  CheckpointNetworks n;
+  const std::string gk = models::stylegan2::to_init_kwargs(o_.G), dk = models::stylegan2::to_init_kwargs(o_.D);
+  n.G = models::network_state(*G_, "Generator", gk);
+  n.D = models::network_state(*D_, "Discriminator", dk);
+  n.G_ema = models::network_state(*G_ema_, "Generator", gk);
+  const fs::path path = checkpoint_path(run_dir_, cur_nimg_);
+  save_checkpoint(path, n, *opt_G_, *opt_D_, capture_state());
+  publish_checkpoint(run_dir_, path, o_.keep_checkpoints);
+  const double s = seconds(t0, Clock::now());
+  metrics_.checkpoint.observe(s);
+  log_.info("checkpoint {} ({:.1f} s)", path.string(), s);
+}
+
+void Trainer::tick(bool done) {
+  const auto now = Clock::now();
+  const double tick_s = seconds(tick_start_time_, now);
+  const double total_s = training_seconds_ + seconds(start_time_, now);
+  const double tick_kimg = (cur_nimg_ - tick_start_nimg_) / 1000.0;
+  stats_.report("Progress/tick", static_cast<double>(cur_tick_));
+  stats_.report("Progress/kimg", cur_nimg_ / 1000.0);
+  stats_.report("Progress/augment", augment_ ? augment_->p() : 0.0);
+  stats_.report("Timing/total_sec", total_s);
+  stats_.report("Timing/sec_per_tick", tick_s);
+  if (tick_kimg > 0) stats_.report("Timing/sec_per_kimg", tick_s / tick_kimg);
+  stats_.report("Timing/maintenance_sec", maintenance_seconds_);
+  stats_.report("Resources/cpu_mem_gb", resident_gb());
+  log_.info("tick {:<5d} kimg {:<8.3f} time {:<12s} sec/tick {:<7.1f} sec/kimg {:<8.2f} maintenance {:<5.1f} "
+            "cpumem {:<5.2f} augment {:.3f}",
+            cur_tick_, cur_nimg_ / 1000.0, format_duration(total_s), tick_s,
+            tick_kimg > 0 ? tick_s / tick_kimg : 0.0, maintenance_seconds_, resident_gb(),
+            augment_ ? augment_->p() : 0.0);
+  const auto collected = stats_.collect();
+  {
+    std::ofstream f(run_dir_ / "stats.jsonl", std::ios::app);
+    f << stats_json_line(collected, std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count())
+      << "\n";
+  }
+  for (const auto& [name, term] : std::vector<std::pair<std::string, std::string>>{
+           {"Loss/G/loss", "G"}, {"Loss/G/reg", "G_reg"}, {"Loss/D/loss", "D"}, {"Loss/D/reg", "D_reg"},
+           {"Loss/pl_penalty", "pl_penalty"}, {"Loss/r1_penalty", "r1_penalty"}}) {
+    auto it = collected.find(name);
+    if (it != collected.end()) metrics_.loss(term).set(it->second.mean());
+  }
+  metrics_.kimg.set(cur_nimg_ / 1000.0);
+  metrics_.augment_p.set(augment_ ? augment_->p() : 0.0);
+
+  const auto maintenance_start = Clock::now();
+  if (done || cur_tick_ % o_.snap_ticks == 0) {
+    write_grids(fmt::format("{:09.3f}", cur_nimg_ / 1000.0));
+    synth_metric();
+    checkpoint();
+  }
+  cur_tick_ += 1;
+  tick_start_nimg_ = cur_nimg_;
+  tick_start_time_ = Clock::now();
+  maintenance_seconds_ = seconds(maintenance_start, tick_start_time_);
+}
+
+TrainResult Trainer::run(int64_t max_steps) {
+  setup();
+  cluster::install_preemption_handlers();
+  resume_or_start();
+  data::LoaderOptions lo;
+  lo.batch = batch_rank_;
+  lo.rank = world_.rank;
+  lo.world = world_.size;
+  lo.seed = o_.seed;
+  lo.threads = o_.loader_threads;
+  lo.xflip = o_.xflip;
+  lo.start = cursor_;
+  loader_ = std::make_unique<data::StreamingLoader>(dataset_, lo);
+  if (renderer_) {
+    // Backgrounds: the same dataset in another order, never mirrored (their geometry annotations must hold).
+    data::LoaderOptions bo = lo;
+    bo.seed = o_.seed + 1;
+    bo.xflip = false;
+    bo.start = background_cursor_;
+    background_loader_ = std::make_unique<data::StreamingLoader>(dataset_, bo);
+  }
+  start_time_ = tick_start_time_ = Clock::now();
+  TrainResult result;
+  result.resumed = resumed_;
+  for (;;) {
+    iteration();
+    ++result.steps_run;
+    const bool done = cur_nimg_ >= static_cast<int64_t>(o_.total_kimg * 1000);
+    if (done || cur_tick_ == 0 || cur_nimg_ >= tick_start_nimg_ + static_cast<int64_t>(o_.kimg_per_tick * 1000)) {
+      tick(done);
+    }
+    if (done) break;
+    if (cluster::preemption_requested() || (max_steps >= 0 && result.steps_run >= max_steps)) {
+      if (cluster::preemption_requested()) {
+        log_.warn("signal {} received: writing a checkpoint and exiting with 75 (requeue to resume)",
+                  cluster::preemption_signal());
+      }
+      checkpoint();
+      result.exit_code = static_cast<int>(ExitCode::kPreempted);
+      break;
+    }
+  }
+  result.cur_nimg = cur_nimg_;
+  if (result.exit_code == 0) log_.info("training finished at kimg {:.3f}", cur_nimg_ / 1000.0);
+  return result;
+}
+
+}  // namespace
+
+TrainResult run_training(const TrainOptions& options, const Config& config, int64_t max_steps) {
+  Trainer trainer(options, config);
+  return trainer.run(max_steps);
+}
+
+}  // namespace facetex::train
