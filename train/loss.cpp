@@ -58,7 +58,8 @@ void StyleGAN2Loss::accumulate_gradients(Phase phase, const at::Tensor& real_img
                                               context.crops.narrow(0, 0, n)};
     GeneratorOutput gen = pipeline_.run(G_, gen_z.narrow(0, 0, n), sub, o_.style_mixing, o_.noise);
     const at::Tensor& tex = gen.texture;
-    at::Tensor noise = at::randn_like(tex) / std::sqrt(double(tex.size(2) * tex.size(3)));
+    at::Tensor noise = pl_noise_override.defined() ? pl_noise_override
+                                                   : at::randn_like(tex) / std::sqrt(double(tex.size(2) * tex.size(3)));
     at::Tensor grads =
         torch::autograd::grad({(tex * noise).sum()}, {gen.ws}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
     at::Tensor lengths = grads.square().sum(2).mean(1).sqrt();

@@ -44,6 +44,8 @@ class StyleGAN2Loss {
   at::Tensor pl_mean;  // running path-length mean (per rank, as the reference: not synchronised)
   // Called with sign(D(A(real))) whenever real logits are computed (Dmain and Dreg): the ADA statistic.
   std::function<void(const at::Tensor&)> on_real_signs;
+  // Parity tests: use this path-length noise instead of randn_like(texture) / sqrt(H W) when defined.
+  at::Tensor pl_noise_override;
   const LossOptions& options() const { return o_; }
 
  private:
