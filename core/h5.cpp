@@ -216,6 +216,9 @@ void write_dataset(hid_t loc, const std::string& name, const T* data, const std:
   }
   Id d(H5Dcreate2(loc, name.c_str(), native_type<T>(), space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
   FACETEX_CHECK_RUNTIME(d.valid(), "{}: cannot create dataset /{}: {}", file_name(loc), name, reason());
+  hsize_t n = 1;
+  for (auto v : dims) n *= v;
+  if (n == 0) return;  // an empty dataset has nothing to write (and `data` may be null)
   FACETEX_CHECK_RUNTIME(H5Dwrite(d, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
                         "{}: cannot write dataset /{}: {}", file_name(loc), name, reason());
 }

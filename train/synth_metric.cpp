@@ -22,7 +22,8 @@
 namespace facetex::train {
 namespace {
 
-// Fixed random features: the same weights in every process (seeded generator), computed in float64 on the CPU.
+// Fixed random features: the same weights in every process (seeded generator), computed in float32 on the CPU
+// (oneDNN convolutions); the kernel sums are done in float64.
 at::Tensor features(const at::Tensor& images) {
   at::NoGradGuard no_grad;
   static const std::vector<at::Tensor> weights = [] {
@@ -31,14 +32,14 @@ at::Tensor features(const at::Tensor& images) {
     const int64_t channels[4] = {3, 32, 64, 128};
     for (int k = 0; k < 3; ++k) {
       const double std = std::sqrt(2.0 / (channels[k] * 9));
-      w.push_back(at::randn({channels[k + 1], channels[k], 3, 3}, gen).to(at::kDouble) * std);
+      w.push_back(at::randn({channels[k + 1], channels[k], 3, 3}, gen) * std);
     }
     return w;
   }();
-  at::Tensor x = images.detach().to(at::kCPU, at::kDouble);
+  at::Tensor x = images.detach().to(at::kCPU, at::kFloat);
   if (x.size(2) != 64) x = at::upsample_bilinear2d(x, {64, 64}, /*align_corners=*/false);
   for (const auto& w : weights) x = at::leaky_relu(at::conv2d(x, w, {}, {2, 2}, {1, 1}), 0.2);
-  return at::cat({x.mean({2, 3}), x.std({2, 3})}, 1);  // [N, 256]
+  return at::cat({x.mean({2, 3}), x.std({2, 3})}, 1).to(at::kDouble);  // [N, 256]
 }
 
 // Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 (Binkowski et al. 2018; StyleGAN2-ADA's kid.py on one subset).
@@ -107,10 +108,19 @@ SynthDistance distance_of(const models::NetworkWeights& g_ema, const std::string
 void plot_curve(const std::string& path, const std::vector<std::pair<double, double>>& points) {
   const int W = 640, H = 400, L = 70, R = 20, T = 30, B = 50;
   cv::Mat img(H, W, CV_8UC3, cv::Scalar(255, 255, 255));
-  double xmax = 1e-9, ymax = 1e-9;
-  for (const auto& [x, y] : points) xmax = std::max(xmax, x), ymax = std::max(ymax, y);
+  // Log scale: the distance falls by orders of magnitude.
+  double xmax = 1e-9, ymin = 1e30, ymax = -1e30;
+  for (const auto& [x, y] : points) {
+    xmax = std::max(xmax, x);
+    ymin = std::min(ymin, std::log10(std::max(y, 1e-6)));
+    ymax = std::max(ymax, std::log10(std::max(y, 1e-6)));
+  }
+  ymin = std::floor(ymin), ymax = std::ceil(ymax);
+  if (ymax <= ymin) ymax = ymin + 1;
   auto to_px = [&](double x, double y) {
-    return cv::Point(L + static_cast<int>((W - L - R) * x / xmax), H - B - static_cast<int>((H - T - B) * y / ymax));
+    const double ly = std::log10(std::max(y, 1e-6));
+    return cv::Point(L + static_cast<int>((W - L - R) * x / xmax),
+                     H - B - static_cast<int>((H - T - B) * (ly - ymin) / (ymax - ymin)));
   };
   cv::line(img, {L, H - B}, {W - R, H - B}, cv::Scalar(0, 0, 0), 1);
   cv::line(img, {L, H - B}, {L, T}, cv::Scalar(0, 0, 0), 1);
@@ -122,9 +132,9 @@ void plot_curve(const std::string& path, const std::vector<std::pair<double, dou
   const auto text = [&](const std::string& s, cv::Point p) {
     cv::putText(img, s, p, cv::FONT_HERSHEY_SIMPLEX, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
   };
-  text("synth_distance vs kimg (facetex metrics synth)", {L, 20});
-  text(fmt::format("{:.3f}", ymax), {5, T + 5});
-  text("0", {L - 15, H - B + 5});
+  text("synth_distance (log scale) vs kimg", {L, 20});
+  text(fmt::format("1e{:+.0f}", ymax), {5, T + 5});
+  text(fmt::format("1e{:+.0f}", ymin), {5, H - B + 5});
   text(fmt::format("{:.2f} kimg", xmax), {W - R - 80, H - B + 20});
   std::vector<uint8_t> png;
   cv::imencode(".png", img, png);

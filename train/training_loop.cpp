@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <thread>
 
 #include "cluster/preemption.h"
 #include "cluster/world.h"
@@ -164,6 +166,12 @@ void Trainer::setup() {
   fs::create_directories(run_dir_ / "checkpoints");
   log::add_file_sink((run_dir_ / "log.txt").string());
   world_ = cluster::discover_world();
+  // LibTorch's OpenMP pool can come up with a single thread in containers (omp_get_max_threads() == 1 with 2
+  // cores here); use the cores this rank has unless OMP_NUM_THREADS says otherwise.
+  if (std::getenv("OMP_NUM_THREADS") == nullptr) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    at::set_num_threads(std::max(1, cores / std::max(1, world_.local_size)));
+  }
   FACETEX_CHECK_USAGE(world_.size == 1, "multi-rank training arrives with the cluster communicators; run one rank");
   if (o_.device == "cuda") {
     FACETEX_CHECK_USAGE(at::hasCUDA(), "run.device = cuda, but this build or machine has no CUDA");

@@ -92,3 +92,33 @@ TEST(Cli, PackVerifyInspectStreamAndConfigPrecedence) {
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.err.find("shard-00000.h5"), std::string::npos) << r.err;
 }
+
+TEST(Cli, SyntheticWorldTrainAndMetricsEndToEnd) {
+  TempDir tmp;
+  const std::string w = (tmp / "world").string(), run = (tmp / "run").string();
+  auto r = run_facetex("data synth --out " + w + " --count 24 --resolution 32 --texture-resolution 32 --shard-size 12");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_facetex("data verify " + w + "/shards");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string sets =
+      " --set model.resolution=32 --set model.texture_resolution=32 --set model.z_dim=16 --set model.w_dim=16"
+      " --set model.channel_base=128 --set model.channel_max=16 --set model.mbstd_group=2 --set train.batch=4"
+      " --set run.kimg_per_tick=0.008 --set run.snap_ticks=2 --set run.grid_images=4"
+      " --set model.face_model_mat=" + w + "/model.mat --set model.face_model_uv=" + w + "/uv.npy";
+  r = run_facetex("train --shards " + w + "/shards --run " + run + " --kimg 0.016" + sets);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("train: finished at kimg 0.016"), std::string::npos) << r.out;
+  // A second launch resumes and, already done, continues to the new target.
+  r = run_facetex("train --shards " + w + "/shards --run " + run + " --kimg 0.024" + sets);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("(resumed)"), std::string::npos) << r.out;
+  r = run_facetex("metrics synth --run " + run);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("synth_distance init="), std::string::npos) << r.out;
+  // Usage errors name the key.
+  r = run_facetex("train --shards " + w + "/shards --run " + run + " --set model.mode=video" + sets);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("model.mode"), std::string::npos) << r.err;
+  r = run_facetex("train --shards " + (tmp / "missing").string() + " --run " + run + "-2" + sets);
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+}

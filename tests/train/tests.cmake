@@ -3,4 +3,5 @@ facetex_test(test_train TORCH WHOLE
   SOURCES
     train/test_augment_pipe.cpp
     train/test_loss_and_optimizer.cpp
-  DEPS facetex_train facetex_test_parity LABELS train)
+    train/test_training_loop.cpp
+  DEPS facetex_train facetex_test_parity facetex_test_support LABELS train)
