@@ -78,31 +78,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-at::Tensor truth_textures(const std::string& shards, int64_t n) {
-  auto ds = data::Dataset::open(shards);
-  const auto& first = *ds->shards().front();
-  FACETEX_CHECK_DATA(first.has_annotation("gt_texture"), "{}: no /gt_texture (not a synthetic world)", first.path());
-  n = std::min(n, ds->size());
-  const int64_t row = first.annotation_row_size("gt_texture");
-  const int64_t t = static_cast<int64_t>(std::lround(std::sqrt(row / 3.0)));
-  at::Tensor out = at::empty({n, t, t, 3}, at::kByte);
-  for (int64_t i = 0; i < n; ++i) {
-    auto loc = ds->locate(i);
-    loc.shard->read_annotation("gt_texture", loc.row, out[i].data_ptr<uint8_t>());
-  }
-  return out.permute({0, 3, 1, 2}).to(at::kFloat) / 127.5 - 1;
-}
-
 SynthDistance distance_of(const models::NetworkWeights& g_ema, const std::string& context, const at::Tensor& truth) {
-  at::NoGradGuard no_grad;
   models::stylegan2::Generator G(models::stylegan2::parse_generator_config(g_ema.init_kwargs, context));
   models::load_network(G, g_ema, context);
-  G.eval();
-  at::Generator gen = at::detail::createCPUGenerator(1);
-  at::Tensor z = at::randn({truth.size(0), G.config().z_dim}, gen);
-  models::stylegan2::SynthesisOptions so;
-  so.noise_mode = models::stylegan2::NoiseMode::kConst;
-  return synth_distance(G.forward(z, {}, so), truth);
+  return generator_synth_distance(G, truth);
 }
 
 void plot_curve(const std::string& path, const std::vector<std::pair<double, double>>& points) {
@@ -143,13 +122,40 @@ void plot_curve(const std::string& path, const std::vector<std::pair<double, dou
 
 }  // namespace
 
+at::Tensor world_truth_textures(const data::Dataset& ds, int64_t n) {
+  const auto& first = *ds.shards().front();
+  FACETEX_CHECK_DATA(first.has_annotation("gt_texture"), "{}: no /gt_texture (not a synthetic world)", first.path());
+  n = std::min(n, ds.size());
+  const int64_t row = first.annotation_row_size("gt_texture");
+  const int64_t t = static_cast<int64_t>(std::lround(std::sqrt(row / 3.0)));
+  at::Tensor out = at::empty({n, t, t, 3}, at::kByte);
+  for (int64_t i = 0; i < n; ++i) {
+    auto loc = ds.locate(i);
+    loc.shard->read_annotation("gt_texture", loc.row, out[i].data_ptr<uint8_t>());
+  }
+  return out.permute({0, 3, 1, 2}).to(at::kFloat) / 127.5 - 1;
+}
+
+SynthDistance generator_synth_distance(models::stylegan2::Generator& G, const at::Tensor& truth) {
+  at::NoGradGuard no_grad;
+  const bool was_training = G.is_training();
+  G.eval();
+  at::Generator gen = at::detail::createCPUGenerator(1);
+  const at::Tensor z = at::randn({truth.size(0), G.config().z_dim}, gen).to(G.synthesis->parameters().front().device());
+  models::stylegan2::SynthesisOptions so;
+  so.noise_mode = models::stylegan2::NoiseMode::kConst;
+  const SynthDistance d = synth_distance(G.forward(z, {}, so), truth);
+  G.train(was_training);
+  return d;
+}
+
 SynthReport evaluate_synth_run(const std::string& run_dir_text) {
   const fs::path run_dir = run_dir_text;
   FACETEX_CHECK_DATA(fs::exists(run_dir / "config.toml"), "{}: not a run folder (no config.toml)", run_dir.string());
   const Config config = Config::load(run_dir / "config.toml");
   const std::string shards = config.get_string("data.shards", "");
   FACETEX_CHECK_DATA(!shards.empty(), "{}: config.toml names no data.shards", run_dir.string());
-  const at::Tensor truth = truth_textures(shards, 256);
+  const at::Tensor truth = world_truth_textures(*data::Dataset::open(shards), 256);
   SynthReport r;
   FACETEX_CHECK_DATA(fs::exists(run_dir / "init.h5"), "{}: no init.h5 (the run has not started)", run_dir.string());
   r.init = distance_of(models::read_network(run_dir / "init.h5", "G_ema"), (run_dir / "init.h5").string(), truth);

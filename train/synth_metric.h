@@ -13,6 +13,13 @@
 
 #include <string>
 
+namespace facetex::data {
+class Dataset;
+}
+namespace facetex::models::stylegan2 {
+class Generator;
+}
+
 namespace facetex::train {
 
 struct SynthDistance {
@@ -22,6 +29,13 @@ struct SynthDistance {
 
 // generated, truth: [N, 3, T, T] and [M, 3, T, T] in [-1, 1] (any T >= 16; both resized to 64 for the features).
 SynthDistance synth_distance(const at::Tensor& generated, const at::Tensor& truth);
+
+// The world's first n ground-truth textures ([n, 3, T, T] in [-1, 1]); DataError when the dataset has none.
+at::Tensor world_truth_textures(const data::Dataset& dataset, int64_t n);
+
+// synth_distance of G's textures (eval, const noise) for a fixed set of latents (seed 1, one per truth texture):
+// the same latents at every evaluation, so values along a run and between runs are comparable.
+SynthDistance generator_synth_distance(models::stylegan2::Generator& G, const at::Tensor& truth);
 
 // `facetex metrics synth`: the distance of the run's G_ema at its start (init.h5) and at its latest checkpoint to the
 // world's ground-truth textures (the same 256 latents for both), and a PNG plot of the curve the run recorded in

@@ -113,7 +113,6 @@ class Trainer {
   void iteration();
   // Backgrounds (normalised, on the device) with their geometry annotations for the given dataset rows.
   BatchContext context_for_rows(const std::vector<int64_t>& rows, const at::Tensor& images) const;
-  at::Tensor ground_truth_textures(int64_t n) const;
   void synth_metric();
   std::vector<int64_t> grid_rows(int64_t n) const;
   at::Tensor read_rows(int64_t n) const;
@@ -355,29 +354,11 @@ BatchContext Trainer::context_for_rows(const std::vector<int64_t>& rows, const a
   return ctx;
 }
 
-at::Tensor Trainer::ground_truth_textures(int64_t n) const {
-  n = std::min(n, dataset_->size());
-  const auto& first = *dataset_->shards().front();
-  const int64_t row_size = first.annotation_row_size("gt_texture");
-  const int64_t t = static_cast<int64_t>(std::lround(std::sqrt(row_size / 3.0)));
-  at::Tensor out = at::empty({n, t, t, 3}, at::kByte);
-  for (int64_t i = 0; i < n; ++i) {
-    auto loc = dataset_->locate(i);
-    loc.shard->read_annotation("gt_texture", loc.row, out[i].data_ptr<uint8_t>());
-  }
-  return out.permute({0, 3, 1, 2}).to(at::kFloat) / 127.5 - 1;
-}
-
 void Trainer::synth_metric() {
   if (!has_ground_truth_) return;
   at::NoGradGuard no_grad;
-  if (!truth_textures_.defined()) truth_textures_ = ground_truth_textures(256);
-  at::Generator gen = at::detail::createCPUGenerator(1);
-  at::Tensor z = at::randn({truth_textures_.size(0), o_.G.z_dim}, gen).to(device_);
-  models::stylegan2::SynthesisOptions so;
-  so.noise_mode = models::stylegan2::NoiseMode::kConst;
-  at::Tensor tex = G_ema_->forward(z, {}, so);
-  const SynthDistance d = synth_distance(tex, truth_textures_);
+  if (!truth_textures_.defined()) truth_textures_ = world_truth_textures(*dataset_, 256);
+  const SynthDistance d = generator_synth_distance(*G_ema_, truth_textures_);
   std::ofstream f(run_dir_ / "metric-synth.jsonl", std::ios::app);
   f << nlohmann::json{{"kimg", cur_nimg_ / 1000.0}, {"kid", d.kid}, {"colour", d.colour}, {"synth_distance", d.total()}}
            .dump()
