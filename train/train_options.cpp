@@ -1,7 +1,9 @@
 #include "train/train_options.h"
 
+#include <algorithm>
 #include <filesystem>
 
+#include "cluster/world.h"
 #include "core/error.h"
 #include "core/version.h"
 
@@ -14,7 +16,38 @@ std::string preset_path(const std::string& name) {
   return p.string();
 }
 
-TrainOptions parse_train_options(const Config& c) {
+namespace {
+
+// StyleGAN2-ADA's `auto` configuration (train.py): every hyper-parameter from the resolution and the GPU count, for
+// the keys the config does not set itself.
+void apply_auto_defaults(Config& c) {
+  const int64_t res = c.get_int("model.resolution", 256);
+  const int64_t gpus = cluster::discover_world().size;
+  const int64_t batch = std::max(std::min(gpus * std::min<int64_t>(4096 / res, 32), int64_t{64}), gpus);
+  auto set_default = [&](const std::string& key, const std::string& value) {
+    if (!c.has(key)) c.set_value(key, value);
+  };
+  set_default("train.batch", std::to_string(batch));
+  set_default("train.batch_gpu", std::to_string(batch / gpus));
+  set_default("model.mbstd_group", std::to_string(std::min<int64_t>(batch / gpus, 4)));
+  set_default("model.channel_base", std::to_string(res >= 512 ? 32768 : 16384));
+  set_default("model.channel_max", "512");
+  set_default("model.mapping_layers", "2");
+  set_default("model.num_fp16_res", "4");
+  set_default("model.conv_clamp", "256.0");
+  const double lr = res >= 1024 ? 0.002 : 0.0025;
+  set_default("train.lr_G", fmt::format("{}", lr));
+  set_default("train.lr_D", fmt::format("{}", lr));
+  set_default("train.r1_gamma", fmt::format("{}", 0.0002 * double(res * res) / double(batch)));
+  set_default("train.ema_kimg", fmt::format("{}", batch * 10.0 / 32.0));
+  set_default("train.ema_rampup", "0.05");
+}
+
+}  // namespace
+
+TrainOptions parse_train_options(const Config& config) {
+  Config c = config;
+  if (c.get_bool("train.auto", false)) apply_auto_defaults(c);
   TrainOptions o;
   o.run_dir = c.get_string("run.dir", "");
   o.device = c.get_string("run.device", o.device);
