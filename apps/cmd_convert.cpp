@@ -16,6 +16,7 @@
 #include "core/env_param.h"
 #include "core/error.h"
 #include "core/version.h"
+#include "models/aux/aux_factory.h"
 #include "models/stylegan2/factory.h"
 #include "models/weights/weight_file.h"
 
@@ -52,14 +53,22 @@ int run(const std::vector<std::string>& argv) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-// Loads every StyleGAN2 network of the file into facetex's implementation and prints what it found.
+// Loads every network of the file whose class facetex implements (StyleGAN2 networks; the auxiliary networks by
+// the class name given to torch-state-dict --class-name) and prints what it found.
 int check(const std::string& path) {
   int loaded = 0;
   for (const auto& [name, w] : models::read_weight_file(path)) {
     const std::string cls = w.class_name.substr(w.class_name.rfind('.') == std::string::npos ? 0 : w.class_name.rfind('.') + 1);
     if (cls != "Generator" && cls != "Discriminator" && cls != "MappingNetwork") {
-      std::printf("%s: %s, %zu tensors (not a StyleGAN2 network; not checked)\n", name.c_str(), w.class_name.c_str(),
-                  w.tensors.size());
+      if (auto aux = models::aux::load_aux_network(w, path + " /" + name)) {
+        std::printf("%s: %s, %lld parameters, %zu tensors: loads into facetex's %s\n", name.c_str(),
+                    w.class_name.c_str(), static_cast<long long>(models::stylegan2::parameter_count(*aux)),
+                    w.tensors.size(), cls.c_str());
+        ++loaded;
+        continue;
+      }
+      std::printf("%s: %s, %zu tensors (not a network facetex implements; not checked)\n", name.c_str(),
+                  w.class_name.empty() ? "no class name" : w.class_name.c_str(), w.tensors.size());
       continue;
     }
     auto net = models::stylegan2::build_and_load(w, path + " /" + name);
@@ -94,7 +103,9 @@ void add_convert_commands(Cli& cli) {
   cli.required(sd, "output", "convert.output", "Output weight file (.h5)");
   cli.required(sd, "--name", "convert.name", "Network (group) name in the output, e.g. reconnet");
   cli.option(sd, "--prefix-strip", "convert.prefix_strip", "Strip this prefix from every key (e.g. module.)");
-  cli.option(sd, "--class-name", "convert.class_name", "class_name attribute to record");
+  cli.option(sd, "--class-name", "convert.class_name",
+             "class_name attribute to record; DFRModel, RigNet, ReconNetWrapper, PNet, RNet or ONet also loads the "
+             "result into facetex's network");
   cli.option(sd, "--init-kwargs", "convert.init_kwargs", "init_kwargs JSON to record", "{}");
   cli.option(sd, "--key", "convert.key", "Entry of a wrapping dict that holds the state dict (e.g. net_recon)",
              "the top level, else 'state_dict', else 'model'");
@@ -106,13 +117,16 @@ void add_convert_commands(Cli& cli) {
     if (auto v = c.get_string("convert.class_name")) argv.insert(argv.end(), {"--class-name", *v});
     if (auto v = c.get_string("convert.init_kwargs")) argv.insert(argv.end(), {"--init-kwargs", *v});
     if (auto v = c.get_string("convert.key")) argv.insert(argv.end(), {"--key", *v});
-    return run(argv);
+    if (int rc = run(argv); rc != 0) return rc;
+    // A class facetex implements (--class-name DFRModel, RigNet, ...) is loaded to prove the file works.
+    if (c.get_string("convert.class_name")) check(c.require_string("convert.output"));
+    return 0;
   });
 
-  CLI::App* chk = convert->add_subcommand("check", "Load every StyleGAN2 network of a weight file into facetex");
+  CLI::App* chk = convert->add_subcommand("check", "Load every network of a weight file that facetex implements");
   cli.required(chk, "file", "convert.file", "facetex weight file (.h5)");
   cli.on_run(chk, [](const Config& c) {
-    FACETEX_CHECK_DATA(check(c.require_string("convert.file")) > 0, "{}: holds no StyleGAN2 network",
+    FACETEX_CHECK_DATA(check(c.require_string("convert.file")) > 0, "{}: holds no network facetex implements",
                        c.require_string("convert.file"));
     return 0;
   });

@@ -9,3 +9,8 @@ list(APPEND FACETEX_MODELS_DEPS PkgConfig::DLIB)
 # link them as libraries too.
 list(APPEND FACETEX_MODELS_DEPS ${DLIB_LDFLAGS_OTHER})
 set_source_files_properties(aux/dlib_landmarks.cpp PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
+# The frozen networks of the paper's `background = generated` branch (DFR, RigNet, Deep3DFaceRecon's ReconNet,
+# facenet_pytorch's MTCNN), loading state dicts converted by `facetex convert torch-state-dict`.
+list(APPEND FACETEX_MODELS_SOURCES
+  aux/frozen_layers.cpp aux/weight_group.cpp aux/dfr_model.cpp aux/rig_net.cpp aux/recon_net.cpp
+  aux/mtcnn_nets.cpp aux/mtcnn_boxes.cpp aux/area_crops.cpp aux/mtcnn.cpp aux/aux_factory.cpp)
