@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "cluster/mpi_communicator.h"
 #include "cluster/world.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -17,7 +18,9 @@ Cli::Cli() : app_("facetex " FACETEX_VERSION " — unsupervised facial UV-textur
       "Exit codes: 0 ok, 1 runtime error, 2 usage/config error, 3 data error (bad input file/row), 75 preempted "
       "(requeue and resume).\n"
       "Environment: FACETEX_LOG_LEVEL, FACETEX_PROGRESS_INTERVAL (seconds between progress lines when not on a "
-      "terminal), FACETEX_PROGRESS=log. See docs/operations.md.");
+      "terminal), FACETEX_PROGRESS=log; metrics: FACETEX_METRICS_PORT (base port + local rank, 0 = off), "
+      "FACETEX_METRICS_BIND, FACETEX_PUSHGATEWAY (host:port, pushed at exit), FACETEX_METRICS_FILE. See "
+      "docs/operations.md.");
   app_.require_subcommand(1);
   app_.fallthrough();
   app_.add_option("--config", config_file_, "TOML config file")->check(CLI::ExistingFile);
@@ -25,6 +28,9 @@ Cli::Cli() : app_("facetex " FACETEX_VERSION " — unsupervised facial UV-textur
   app_.add_option("--log-level", log_level_, "trace|debug|info|warn|error, optionally per subsystem: info,data=debug")
       ->capture_default_str();
   app_.add_flag("--log-all-ranks", log_all_ranks_, "Log info lines from every rank, not only rank 0");
+  app_.add_option("--metrics-port", metrics_port_,
+                  "Serve Prometheus metrics on this port + local rank; 0 = off (default: FACETEX_METRICS_PORT)")
+      ->check(CLI::Range(0, 65535));
 }
 
 CLI::Option* Cli::option(CLI::App* cmd, const std::string& flags, const std::string& key, const std::string& help,
@@ -71,6 +77,18 @@ Config Cli::resolve() const {
   return c;
 }
 
+namespace {
+// "facetex", or "facetex[rank r/W]" in a multi-rank job, so an error line names the rank that failed.
+std::string who() {
+  try {
+    const cluster::World w = cluster::discover_world();
+    if (w.size > 1) return fmt::format("facetex[rank {}/{}]", w.rank, w.size);
+  } catch (const std::exception&) {
+  }
+  return "facetex";
+}
+}  // namespace
+
 int Cli::main(int argc, char** argv) {
   try {
     app_.parse(argc, argv);
@@ -82,16 +100,34 @@ int Cli::main(int argc, char** argv) {
     std::fprintf(stderr, "facetex: usage error: %s (see --help)\n", e.what());
     return static_cast<int>(ExitCode::kUsage);
   }
+  // Every command exports metrics (DESIGN.md §8): the exporter serves while the job runs and records, pushes and
+  // writes how it ended — success, error or preemption alike.
+  std::unique_ptr<monitoring::Exporter> exporter;
+  const int code = run_job(exporter);
+  if (exporter) exporter->finish(code);
+  // A multi-rank job: finalise MPI when all ranks leave together, abort the job when this rank fails alone.
+  std::fflush(nullptr);
+  cluster::finish_mpi(code);
+  return code;
+}
+
+int Cli::run_job(std::unique_ptr<monitoring::Exporter>& exporter) {
   try {
     const cluster::World world = cluster::discover_world();
     log::init(log::Options{world.rank, log_all_ranks_, log_level_});
     if (!job_) return static_cast<int>(ExitCode::kOk);
+    monitoring::ProcessInfo process{world.rank, world.local_rank, world.node, ""};
+    for (const CLI::App* cmd = &app_; !cmd->get_subcommands().empty();) {
+      cmd = cmd->get_subcommands().front();
+      process.command += (process.command.empty() ? "" : " ") + cmd->get_name();
+    }
+    exporter = std::make_unique<monitoring::Exporter>(monitoring::options_from_env(process, metrics_port_), process);
     return job_(resolve());
   } catch (const Error& e) {
-    std::fprintf(stderr, "facetex: %s: %s\n", exit_code_name(e.code()), e.what());
+    std::fprintf(stderr, "%s: %s: %s\n", who().c_str(), exit_code_name(e.code()), e.what());
     return static_cast<int>(e.code());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "facetex: runtime error: %s\n", e.what());
+    std::fprintf(stderr, "%s: runtime error: %s\n", who().c_str(), e.what());
     return static_cast<int>(ExitCode::kRuntime);
   }
 }

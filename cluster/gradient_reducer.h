@@ -54,6 +54,8 @@ class GradientReducer {
   // Without hooks: average the current .grad of every parameter (bucketed, synchronous).
   ReductionStats reduce_now();
 
+  // Whether arm() was called and finish() is pending (a phase without a backward pass never arms).
+  bool armed() const { return armed_; }
   int num_buckets() const { return static_cast<int>(buckets_.size()); }
   const ReductionStats& last() const { return last_; }
 

@@ -118,6 +118,7 @@ void save_checkpoint(const fs::path& path, const CheckpointNetworks& n, Adam& op
     h5::write_dataset(t, "stats_values", s.stats_values.data(), {s.stats_values.size()});
     write_tensor(t, "cpu_rng_state", s.cpu_rng_state);
     if (s.cuda_rng_state.defined()) write_tensor(t, "cuda_rng_state", s.cuda_rng_state);
+    if (s.latent_rng_state.defined()) write_tensor(t, "latent_rng_state", s.latent_rng_state);
     write_optimizer(t, "opt_G", opt_G);
     write_optimizer(t, "opt_D", opt_D);
   }
@@ -155,6 +156,7 @@ std::pair<CheckpointNetworks, TrainState> load_checkpoint(const fs::path& path, 
   s.stats_values = h5::read_dataset<double>(t, "stats_values");
   s.cpu_rng_state = read_tensor(t, "cpu_rng_state", at::kByte);
   if (h5::exists(t, "cuda_rng_state")) s.cuda_rng_state = read_tensor(t, "cuda_rng_state", at::kByte);
+  if (h5::exists(t, "latent_rng_state")) s.latent_rng_state = read_tensor(t, "latent_rng_state", at::kByte);
   read_optimizer(t, "opt_G", opt_G, context);
   read_optimizer(t, "opt_D", opt_D, context);
   return {std::move(n), std::move(s)};

@@ -29,7 +29,10 @@ struct TrainState {
   double pl_mean = 0;
   data::Cursor loader_cursor;
   data::Cursor background_cursor;  // texture mode: the backgrounds' stream
-  at::Tensor cpu_rng_state, cuda_rng_state;  // uint8 generator states (cuda: undefined without CUDA)
+  // uint8 generator states: the global CPU generator of each rank ([L] for one rank, [W, L] for W ranks: per-rank
+  // noise, augmentation and mixing draws), the CUDA generator (undefined without CUDA), and the latent stream shared
+  // by all ranks (the global batch of z, of which each rank takes its slice; undefined in older checkpoints).
+  at::Tensor cpu_rng_state, cuda_rng_state, latent_rng_state;
   std::vector<std::string> stats_names;
   std::vector<double> stats_values;
   std::string config_toml;

@@ -40,6 +40,11 @@ void StyleGAN2Loss::accumulate_gradients(Phase phase, const at::Tensor& real_img
   const bool do_Dmain = phase == Phase::kDmain;
   const bool do_Gpl = phase == Phase::kGreg && o_.pl_weight != 0;
   const bool do_Dr1 = phase == Phase::kDreg && o_.r1_gamma != 0;
+  // Each phase's last backward is the one at the end of its branch; Dmain's fake-side backward is not the last.
+  auto final_backward = [this](const at::Tensor& loss) {
+    if (before_final_backward) before_final_backward();
+    loss.backward();
+  };
 
   if (do_Gmain) {
     GeneratorOutput gen = pipeline_.run(G_, gen_z, context, o_.style_mixing, o_.noise);
@@ -48,7 +53,7 @@ void StyleGAN2Loss::accumulate_gradients(Phase phase, const at::Tensor& real_img
     stats_.report("Loss/signs/fake", logits.sign());
     at::Tensor loss = at::softplus(-logits);
     stats_.report("Loss/G/loss", loss);
-    (loss.mean() * gain).backward();
+    final_backward(loss.mean() * gain);
   }
 
   if (do_Gpl) {
@@ -70,7 +75,7 @@ void StyleGAN2Loss::accumulate_gradients(Phase phase, const at::Tensor& real_img
     at::Tensor loss = penalty * o_.pl_weight;
     stats_.report("Loss/G/reg", loss);
     // tex[:, 0, 0, 0] * 0 keeps the synthesis output in the graph, as the reference does.
-    ((tex.select(1, 0).select(1, 0).select(1, 0) * 0 + loss).mean() * gain).backward();
+    final_backward((tex.select(1, 0).select(1, 0).select(1, 0) * 0 + loss).mean() * gain);
   }
 
   at::Tensor loss_Dgen;
@@ -107,7 +112,7 @@ void StyleGAN2Loss::accumulate_gradients(Phase phase, const at::Tensor& real_img
       stats_.report("Loss/r1_penalty", penalty);
       stats_.report("Loss/D/reg", loss_r1);
     }
-    ((logits * 0 + loss_real + loss_r1).mean() * gain).backward();
+    final_backward((logits * 0 + loss_real + loss_r1).mean() * gain);
   }
 }
 

@@ -34,6 +34,10 @@ class StyleGAN2Loss {
   StyleGAN2Loss(models::stylegan2::Generator& G, models::stylegan2::Discriminator& D, AugmentPipe* augment,
                 GeneratorPipeline& pipeline, LossOptions options, TrainingStats& stats);
 
+  // Called right before the last backward pass of the next accumulate_gradients() call (the Dmain phase runs two:
+  // fakes, then reals) — where a multi-rank run arms its gradient reducer, as the reference syncs DDP only there.
+  std::function<void()> before_final_backward;
+
   // One round of one phase on one chunk; gradients accumulate in the parameters that require them.
   void accumulate_gradients(Phase phase, const at::Tensor& real_img, const at::Tensor& gen_z,
                             const BatchContext& context, double gain);

@@ -57,6 +57,11 @@ TrainOptions parse_train_options(const Config& config) {
   o.snap_ticks = c.get_int("run.snap_ticks", o.snap_ticks);
   o.keep_checkpoints = c.get_int("run.keep_checkpoints", o.keep_checkpoints);
   o.grid_images = c.get_int("run.grid_images", o.grid_images);
+  o.comm = c.get_string("run.comm", o.comm);
+  o.bucket_mb = c.get_double("run.bucket_mb", o.bucket_mb);
+  FACETEX_CHECK_USAGE(o.comm == "auto" || o.comm == "single" || o.comm == "mpi" || o.comm == "nccl",
+                      "run.comm must be auto, single, mpi or nccl, got '{}'", o.comm);
+  FACETEX_CHECK_USAGE(o.bucket_mb > 0, "run.bucket_mb must be > 0, got {}", o.bucket_mb);
   FACETEX_CHECK_USAGE(o.device == "cpu" || o.device == "cuda", "run.device must be cpu or cuda, got '{}'", o.device);
   FACETEX_CHECK_USAGE(o.total_kimg > 0 && o.kimg_per_tick > 0 && o.snap_ticks >= 1 && o.keep_checkpoints >= 1,
                       "run.total_kimg, run.kimg_per_tick must be > 0 and run.snap_ticks, run.keep_checkpoints >= 1");
@@ -106,6 +111,9 @@ TrainOptions parse_train_options(const Config& config) {
   o.pl_decay = c.get_double("train.pl_decay", o.pl_decay);
   o.pl_batch_shrink = c.get_int("train.pl_batch_shrink", o.pl_batch_shrink);
   o.style_mixing = c.get_double("train.style_mixing", o.style_mixing);
+  o.noise_mode = c.get_string("train.noise_mode", o.noise_mode);
+  FACETEX_CHECK_USAGE(o.noise_mode == "random" || o.noise_mode == "const" || o.noise_mode == "none",
+                      "train.noise_mode must be random, const or none, got '{}'", o.noise_mode);
   o.ema_kimg = c.get_double("train.ema_kimg", o.ema_kimg);
   if (auto r = c.get_double("train.ema_rampup")) o.ema_rampup = *r;
   FACETEX_CHECK_USAGE(o.batch >= 1 && o.batch_gpu >= 0, "train.batch must be >= 1 and train.batch_gpu >= 0");

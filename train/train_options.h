@@ -21,6 +21,8 @@ struct TrainOptions {
   int64_t snap_ticks = 50;             // checkpoint + grids every N ticks (and at the end)
   int64_t keep_checkpoints = 3;
   int64_t grid_images = 16;            // images in each PNG grid
+  std::string comm = "auto";           // communicator: auto | single | mpi | nccl (cluster/communicator.h)
+  double bucket_mb = 25;               // gradient bucket size for the multi-rank reducer
   // [model]
   std::string mode = "image";          // image | texture
   std::string background = "dataset";  // texture mode: dataset | generated
@@ -44,6 +46,7 @@ struct TrainOptions {
   double pl_weight = 2.0, pl_decay = 0.01;
   int64_t pl_batch_shrink = 2;
   double style_mixing = 0.9;
+  std::string noise_mode = "random";   // synthesis noise while training: random (reference) | const | none
   double ema_kimg = 10.0;
   std::optional<double> ema_rampup;    // none: no ramp-up (as when resuming from a pickle)
   // [augment]

@@ -6,12 +6,16 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstring>
+#include <map>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <thread>
 
+#include "cluster/communicator.h"
+#include "cluster/gradient_reducer.h"
 #include "cluster/preemption.h"
 #include "cluster/world.h"
 #include "core/atomic_file.h"
@@ -120,6 +124,12 @@ class Trainer {
   void write_grids(const std::string& suffix);
   void checkpoint();
   TrainState capture_state() const;
+  bool root() const { return world_.rank == 0; }
+  // Multi-rank plumbing (no-ops with one rank).
+  void broadcast_networks();
+  void check_consistency();
+  void sync_stats();
+  void restore_rank_rng(const TrainState& s);
 
   TrainOptions o_;
   Config config_;
@@ -127,6 +137,12 @@ class Trainer {
   fs::path run_dir_;
   at::Device device_{at::kCPU};
   cluster::World world_;
+  std::shared_ptr<cluster::Communicator> comm_;
+  // Multi-rank: gradient averaging for G and D (null with one rank).
+  std::unique_ptr<cluster::GradientReducer> reducer_G_, reducer_D_;
+  // The latent stream shared by all ranks: every iteration draws the global batch of z and each rank takes its
+  // slice, so the latents do not depend on the number of ranks (the reference draws per rank).
+  mutable at::Generator latent_gen_;  // mutable: reading its state (capture_state) takes its lock
   std::shared_ptr<Generator> G_, G_ema_;
   std::shared_ptr<Discriminator> D_;
   std::unique_ptr<AugmentPipe> augment_;
@@ -162,21 +178,28 @@ void Trainer::setup() {
                       "model.background = generated needs the frozen 2D generator, DFR, RigNet, MTCNN and ReconNet "
                       "networks, which this build does not have yet; use model.background = dataset");
   run_dir_ = o_.run_dir;
-  fs::create_directories(run_dir_ / "checkpoints");
-  log::add_file_sink((run_dir_ / "log.txt").string());
   world_ = cluster::discover_world();
+  if (root()) {
+    fs::create_directories(run_dir_ / "checkpoints");
+    log::add_file_sink((run_dir_ / "log.txt").string());
+  }
   // LibTorch's OpenMP pool can come up with a single thread in containers (omp_get_max_threads() == 1 with 2
   // cores here); use the cores this rank has unless OMP_NUM_THREADS says otherwise.
   if (std::getenv("OMP_NUM_THREADS") == nullptr) {
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(std::max(1, cores / std::max(1, world_.local_size)));
   }
-  FACETEX_CHECK_USAGE(world_.size == 1, "multi-rank training arrives with the cluster communicators; run one rank");
   if (o_.device == "cuda") {
     FACETEX_CHECK_USAGE(at::hasCUDA(), "run.device = cuda, but this build or machine has no CUDA");
     device_ = at::Device(at::kCUDA, world_.local_rank);
   }
-  write_file_atomic(run_dir_ / "config.toml", config_.to_toml());
+  comm_ = cluster::make_communicator(world_, o_.comm, device_);
+  if (world_.size > 1) {
+    log_.info("rank {} of {} on {} ({} communicator, {} launcher)", world_.rank, world_.size, world_.node,
+              comm_->backend(), world_.launcher);
+    comm_->barrier();  // every rank is up before anyone touches the run folder
+  }
+  if (root()) write_file_atomic(run_dir_ / "config.toml", config_.to_toml());
 
   // Data: every rank streams its part of one global order.
   dataset_ = data::Dataset::open(o_.shards, data::OnCorrupt::kFail);
@@ -228,6 +251,7 @@ void Trainer::setup() {
     renderer_ = renderer;
     has_ground_truth_ = shard.has_annotation("gt_texture");
   }
+  broadcast_networks();  // the reference's DDP construction: rank 0's G and D everywhere
   G_ema_ = std::make_shared<Generator>(o_.G);
   copy_module(*G_ema_, *G_);  // G_ema starts as a copy of G (spec §4.5)
   G_->to(device_);
@@ -236,6 +260,15 @@ void Trainer::setup() {
   G_->train();
   D_->train();
   G_ema_->eval();
+  if (world_.size > 1) {
+    // Hooks can only be registered on tensors that require grad; they stay in place when the phases toggle it.
+    set_requires_grad(*G_, true);
+    set_requires_grad(*D_, true);
+    cluster::ReducerOptions ro;
+    ro.bucket_mb = o_.bucket_mb;
+    reducer_G_ = std::make_unique<cluster::GradientReducer>(comm_, G_->parameters(true), ro);
+    reducer_D_ = std::make_unique<cluster::GradientReducer>(comm_, D_->parameters(true), ro);
+  }
   set_requires_grad(*G_, false);
   set_requires_grad(*D_, false);
   set_requires_grad(*G_ema_, false);
@@ -263,6 +296,7 @@ void Trainer::setup() {
   lo.pl_decay = o_.pl_decay;
   lo.pl_batch_shrink = o_.pl_batch_shrink;
   lo.style_mixing = o_.style_mixing;
+  lo.noise = models::stylegan2::parse_noise_mode(o_.noise_mode);
   loss_ = std::make_unique<StyleGAN2Loss>(*G_, *D_, augment_.get(), *pipeline_, lo, stats_);
   if (ada_) loss_->on_real_signs = [this](const at::Tensor& signs) { ada_->report(signs); };
 
@@ -297,18 +331,22 @@ at::Tensor Trainer::read_rows(int64_t n) const {
 
 void Trainer::resume_or_start() {
   auto latest = find_latest_checkpoint(run_dir_);
+  latent_gen_ = at::detail::createCPUGenerator(o_.seed ^ 0x6c6174656e74ULL);  // same on every rank
   if (!latest) {
-    at::manual_seed(o_.seed * world_.size + world_.rank);
+    at::manual_seed(o_.seed * world_.size + world_.rank);  // the reference's per-rank seed
     cursor_ = data::Cursor{};
     background_cursor_ = data::Cursor{};
-    write_image_grid((run_dir_ / "reals.png").string(),
-                     read_rows(std::min<int64_t>(o_.grid_images, dataset_->size())));
-    write_grids("init");
-    // The networks before training, for metrics that compare against the start (facetex metrics synth).
-    models::write_weight_file(run_dir_ / "init.h5",
-                              {{"G_ema", models::network_state(*G_ema_, "Generator", models::stylegan2::to_init_kwargs(o_.G))}},
-                              "training run start", "facetex train");
-    synth_metric();
+    if (root()) {
+      write_image_grid((run_dir_ / "reals.png").string(),
+                       read_rows(std::min<int64_t>(o_.grid_images, dataset_->size())));
+      write_grids("init");
+      // The networks before training, for metrics that compare against the start (facetex metrics synth).
+      models::write_weight_file(
+          run_dir_ / "init.h5",
+          {{"G_ema", models::network_state(*G_ema_, "Generator", models::stylegan2::to_init_kwargs(o_.G))}},
+          "training run start", "facetex train");
+      synth_metric();
+    }
     log_.info("starting a new run in {} ({} mode, {}x{}, batch {}, {} kimg)", run_dir_.string(), o_.mode,
               o_.D.img_resolution, o_.D.img_resolution, o_.batch, o_.total_kimg);
     return;
@@ -328,10 +366,10 @@ void Trainer::resume_or_start() {
   cursor_ = s.loader_cursor;
   background_cursor_ = s.background_cursor;
   stats_.restore(s.stats_names, s.stats_values);
-  {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(s.cpu_rng_state);
+  restore_rank_rng(s);
+  if (s.latent_rng_state.defined()) {
+    std::lock_guard<std::mutex> lock(latent_gen_.mutex());
+    latent_gen_.set_state(s.latent_rng_state);
   }
   resumed_ = true;
   log_.info("resuming from {} at kimg {:.3f} (tick {}, iteration {})", latest->string(), cur_nimg_ / 1000.0, cur_tick_,
@@ -394,19 +432,35 @@ void Trainer::iteration() {
   // Latents for every phase, drawn every iteration as the reference does (len(phases) * batch).
   const Phase phases[4] = {Phase::kGmain, Phase::kGreg, Phase::kDmain, Phase::kDreg};
   const int intervals[4] = {1, o_.G_reg_interval, 1, o_.D_reg_interval};
-  at::Tensor all_z = at::randn({4 * o_.batch, o_.G.z_dim}, at::TensorOptions().device(device_));
+  at::Tensor all_z = at::randn({4 * o_.batch, o_.G.z_dim}, latent_gen_).to(device_);
   for (int k = 0; k < 4; ++k) {
     if (batch_idx_ % intervals[k] != 0) continue;
     const auto t0 = Clock::now();
     const bool g_phase = phases[k] == Phase::kGmain || phases[k] == Phase::kGreg;
     torch::nn::Module& module = g_phase ? static_cast<torch::nn::Module&>(*G_) : *D_;
     Adam& opt = g_phase ? *opt_G_ : *opt_D_;
-    const auto z_chunks = all_z.narrow(0, k * o_.batch, o_.batch).split(batch_gpu_);
+    const auto z_chunks =
+        all_z.narrow(0, k * o_.batch + world_.rank * batch_rank_, batch_rank_).split(batch_gpu_);
+    cluster::GradientReducer* reducer = g_phase ? reducer_G_.get() : reducer_D_.get();
     opt.zero_grad();
     set_requires_grad(module, true);
     for (int64_t round = 0; round < rounds_; ++round) {
+      // Average across ranks in the last backward of the last round only (the reference's ddp_sync).
+      if (reducer && round == rounds_ - 1) loss_->before_final_backward = [reducer] { reducer->arm(); };
       loss_->accumulate_gradients(phases[k], real_chunks[round], z_chunks[round], contexts[static_cast<size_t>(round)],
                                   intervals[k]);
+    }
+    loss_->before_final_backward = nullptr;
+    if (reducer && reducer->armed()) {  // not armed: this phase ran no backward on any rank (e.g. pl_weight = 0)
+      const cluster::ReductionStats rs = reducer->finish();
+      if (log_.should_log(spdlog::level::trace)) {
+        double sum = 0;
+        for (auto& t : module.parameters(true)) {
+          if (t.grad().defined()) sum += t.grad().to(at::kDouble).abs().sum().item<double>();
+        }
+        log_.trace("{} reduced {} buckets ({} started during backward), |grad| sum {:.17g}", phase_name(phases[k]),
+                   rs.buckets, rs.buckets_before_finish, sum);
+      }
     }
     set_requires_grad(module, false);
     if (const int64_t bad = opt.sanitize_gradients(); bad > 0) {
@@ -432,7 +486,15 @@ void Trainer::iteration() {
   cur_nimg_ += o_.batch;
   batch_idx_ += 1;
   metrics_.images.inc(static_cast<double>(o_.batch));
-  if (ada_ && ada_->step(o_.batch)) augment_->set_p(ada_->p());
+  if (ada_) {
+    // The ADA statistic is summed over ranks, so every rank computes the same p (spec §5.1).
+    const auto sum_over_ranks = [this](const std::array<double, 2>& local) {
+      at::Tensor t = at::tensor({local[0], local[1]}, at::kDouble);
+      comm_->allreduce(t);
+      return std::array<double, 2>{t[0].item<double>(), t[1].item<double>()};
+    };
+    if (ada_->step(o_.batch, sum_over_ranks)) augment_->set_p(ada_->p());
+  }
 }
 
 void Trainer::write_grids(const std::string& suffix) {
@@ -464,6 +526,10 @@ TrainState Trainer::capture_state() const {
     std::lock_guard<std::mutex> lock(gen.mutex());
     s.cpu_rng_state = gen.get_state();
   }
+  {
+    std::lock_guard<std::mutex> lock(latent_gen_.mutex());
+    s.latent_rng_state = latent_gen_.get_state();
+  }
   s.stats_names = stats_.names();
   s.stats_values = stats_.flatten();
   s.config_toml = config_.to_toml();
@@ -472,14 +538,23 @@ TrainState Trainer::capture_state() const {
 
 void Trainer::checkpoint() {
   const auto t0 = Clock::now();
+  check_consistency();
+  TrainState state = capture_state();
+  // Every rank's generator state, so that a resume with the same number of ranks continues each rank's stream.
+  if (world_.size > 1) state.cpu_rng_state = comm_->allgather(state.cpu_rng_state);
+  if (!root()) {
+    comm_->barrier();  // rank 0 is writing; nobody leaves (e.g. exit 75) before the checkpoint is published
+    return;
+  }
   CheckpointNetworks n;
   const std::string gk = models::stylegan2::to_init_kwargs(o_.G), dk = models::stylegan2::to_init_kwargs(o_.D);
   n.G = models::network_state(*G_, "Generator", gk);
   n.D = models::network_state(*D_, "Discriminator", dk);
   n.G_ema = models::network_state(*G_ema_, "Generator", gk);
   const fs::path path = checkpoint_path(run_dir_, cur_nimg_);
-  save_checkpoint(path, n, *opt_G_, *opt_D_, capture_state());
+  save_checkpoint(path, n, *opt_G_, *opt_D_, state);
   publish_checkpoint(run_dir_, path, o_.keep_checkpoints);
+  if (world_.size > 1) comm_->barrier();
   const double s = seconds(t0, Clock::now());
   metrics_.checkpoint.observe(s);
   log_.info("checkpoint {} ({:.1f} s)", path.string(), s);
@@ -503,8 +578,27 @@ void Trainer::tick(bool done) {
             cur_tick_, cur_nimg_ / 1000.0, format_duration(total_s), tick_s,
             tick_kimg > 0 ? tick_s / tick_kimg : 0.0, maintenance_seconds_, resident_gb(),
             augment_ ? augment_->p() : 0.0);
+  sync_stats();
   const auto collected = stats_.collect();
-  {
+  if (world_.size > 1) {
+    // Every rank must be training the same job: the same ADA p (bit for bit — it comes from integer sign counts) and
+    // the same collected statistics (to rounding: the allreduce may add in another order on each rank).
+    double digest = 0;
+    for (const auto& [name, m] : collected) digest += m.count + m.mean();
+    at::Tensor lo = at::tensor({digest, -digest}, at::kDouble);
+    comm_->allreduce(lo, cluster::ReduceOp::kMin);
+    const double spread = std::abs(digest - lo[0].item<double>()) + std::abs(digest + lo[1].item<double>());
+    const bool same_p = comm_->agree(augment_ ? augment_->p() : 0.0);
+    FACETEX_CHECK_RUNTIME(same_p && spread <= 1e-9 * (1 + std::abs(digest)),
+                          "tick {}: ranks disagree ({}; statistics digest spread {:.3g}) — rank {} has p = {}",
+                          cur_tick_, same_p ? "same ADA p" : "ADA p differs", spread, world_.rank,
+                          augment_ ? augment_->p() : 0.0);
+    if (cur_tick_ == 0) {
+      log_.info("rank statistics agree: ADA p and {} statistics identical on {} ranks (checked every tick)",
+                collected.size(), world_.size);
+    }
+  }
+  if (root()) {
     std::ofstream f(run_dir_ / "stats.jsonl", std::ios::app);
     f << stats_json_line(collected, std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count())
       << "\n";
@@ -520,14 +614,90 @@ void Trainer::tick(bool done) {
 
   const auto maintenance_start = Clock::now();
   if (done || cur_tick_ % o_.snap_ticks == 0) {
-    write_grids(fmt::format("{:09.3f}", cur_nimg_ / 1000.0));
-    synth_metric();
+    if (root()) {
+      write_grids(fmt::format("{:09.3f}", cur_nimg_ / 1000.0));
+      synth_metric();
+    }
     checkpoint();
   }
   cur_tick_ += 1;
   tick_start_nimg_ = cur_nimg_;
   tick_start_time_ = Clock::now();
   maintenance_seconds_ = seconds(maintenance_start, tick_start_time_);
+}
+
+void Trainer::broadcast_networks() {
+  if (world_.size == 1) return;
+  at::NoGradGuard no_grad;
+  for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(G_.get()), static_cast<torch::nn::Module*>(D_.get())}) {
+    for (auto& t : m->parameters(true)) comm_->broadcast(t, 0);
+    for (auto& t : m->buffers(true)) comm_->broadcast(t, 0);
+  }
+}
+
+// The reference's check_ddp_consistency at snapshot time: every parameter and buffer equals rank 0's, except
+// w_avg, which each rank tracks from its own latents (spec §5.1).
+void Trainer::check_consistency() {
+  if (world_.size == 1) return;
+  at::NoGradGuard no_grad;
+  int64_t checked = 0;
+  for (auto& [net, m] : std::vector<std::pair<std::string, torch::nn::Module*>>{
+           {"G", G_.get()}, {"D", D_.get()}, {"G_ema", G_ema_.get()}}) {
+    for (const auto& items : {m->named_parameters(true), m->named_buffers(true)}) {
+      for (const auto& item : items) {
+        if (item.key().find("w_avg") != std::string::npos) continue;
+        at::Tensor mine = item.value().contiguous();
+        at::Tensor theirs = mine.clone();
+        comm_->broadcast(theirs, 0);
+        const bool same = at::equal(mine, theirs);
+        FACETEX_CHECK_RUNTIME(comm_->any(!same) == false,
+                              "consistency check at kimg {:.3f}: {}.{} differs between ranks (rank {} {})",
+                              cur_nimg_ / 1000.0, net, item.key(), world_.rank, same ? "agrees" : "differs");
+        ++checked;
+      }
+    }
+  }
+  log_.debug("consistency check: {} tensors identical on {} ranks", checked, world_.size);
+}
+
+// Sums every rank's pending [count, sum, sum_sq] so stats.jsonl and the loss gauges describe the whole job. Ranks may
+// have reported different names (e.g. non-finite gradient counts), so the union of names is agreed first.
+void Trainer::sync_stats() {
+  if (world_.size == 1) return;
+  std::string joined;
+  for (const auto& n : stats_.names()) joined += n + '\n';
+  at::Tensor len = at::full({1}, static_cast<int64_t>(joined.size()), at::kLong);
+  comm_->allreduce(len, cluster::ReduceOp::kMax);
+  at::Tensor bytes = at::zeros({len.item<int64_t>() + 1}, at::kByte);
+  std::memcpy(bytes.data_ptr<uint8_t>(), joined.data(), joined.size());
+  const at::Tensor all = comm_->allgather(bytes);
+  std::map<std::string, Moments>& pending = stats_.pending();
+  for (int64_t r = 0; r < all.size(0); ++r) {
+    const std::string text(reinterpret_cast<const char*>(all[r].data_ptr<uint8_t>()));
+    size_t start = 0;
+    for (size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
+      pending[text.substr(start, end - start)];  // the union: absent names get empty moments
+    }
+  }
+  std::vector<double> flat = stats_.flatten();
+  at::Tensor t = at::from_blob(flat.data(), {static_cast<int64_t>(flat.size())}, at::kDouble).clone();
+  comm_->allreduce(t);
+  flat.assign(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+  stats_.restore(stats_.names(), flat);
+}
+
+void Trainer::restore_rank_rng(const TrainState& s) {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  const int64_t saved_ranks = s.cpu_rng_state.dim() == 2 ? s.cpu_rng_state.size(0) : 1;
+  if (saved_ranks == world_.size) {
+    gen.set_state(s.cpu_rng_state.dim() == 2 ? s.cpu_rng_state[world_.rank].contiguous() : s.cpu_rng_state);
+    return;
+  }
+  // Another number of ranks: the per-rank streams cannot continue; start new ones, still reproducible.
+  gen.set_current_seed((o_.seed * 1000003ULL + static_cast<uint64_t>(s.batch_idx)) * world_.size + world_.rank);
+  log_.info("checkpoint written by {} ranks, resuming on {}: per-rank random streams reseeded", saved_ranks,
+            world_.size);
 }
 
 TrainResult Trainer::run(int64_t max_steps) {
@@ -562,10 +732,13 @@ TrainResult Trainer::run(int64_t max_steps) {
       tick(done);
     }
     if (done) break;
-    if (cluster::preemption_requested() || (max_steps >= 0 && result.steps_run >= max_steps)) {
-      if (cluster::preemption_requested()) {
-        log_.warn("signal {} received: writing a checkpoint and exiting with 75 (requeue to resume)",
-                  cluster::preemption_signal());
+    // Ranks agree on a preemption at the step boundary: a signal seen by any rank stops all of them here.
+    const bool preempted = comm_->any(cluster::preemption_requested());
+    if (preempted || (max_steps >= 0 && result.steps_run >= max_steps)) {
+      if (preempted) {
+        log_.warn("{}: writing a checkpoint and exiting with 75 (requeue to resume)",
+                  cluster::preemption_requested() ? fmt::format("signal {} received", cluster::preemption_signal())
+                                                  : std::string("another rank was signalled"));
       }
       checkpoint();
       result.exit_code = static_cast<int>(ExitCode::kPreempted);

@@ -15,3 +15,8 @@ if(FACETEX_MPIRUN)
                          TIMEOUT 300)
   endforeach()
 endif()
+if(FACETEX_MPIRUN)
+  add_test(NAME test_multirank_training
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cluster/test_multirank_training.sh $<TARGET_FILE:facetex>)
+  set_tests_properties(test_multirank_training PROPERTIES LABELS "cluster;mpi;train" SKIP_RETURN_CODE 77 TIMEOUT 900)
+endif()
