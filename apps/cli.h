@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "monitoring/exporter.h"
 
 namespace facetex::app {
 
@@ -35,11 +36,13 @@ class Cli {
 
  private:
   Config resolve() const;
+  int run_job(std::unique_ptr<monitoring::Exporter>& exporter);
 
   CLI::App app_;
   std::string config_file_, log_level_ = "info";
   std::vector<std::string> sets_;
   bool log_all_ranks_ = false;
+  int metrics_port_ = -1;  // --metrics-port; -1 = FACETEX_METRICS_PORT
   std::map<std::string, std::string> values_;                 // key -> raw text from the flag
   std::vector<std::pair<CLI::Option*, std::string>> bound_;  // flag -> key
   std::vector<std::pair<CLI::App*, CLI::Option*>> required_;

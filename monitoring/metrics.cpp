@@ -204,6 +204,47 @@ std::string render_text() {
   return out;
 }
 
+std::vector<FamilySnapshot> snapshot() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::vector<FamilySnapshot> out;
+  out.reserve(r.families.size());
+  auto with_constant = [&](const Labels& own) {
+    Labels all = r.constant_labels;
+    all.insert(all.end(), own.begin(), own.end());
+    return all;
+  };
+  for (const auto& [name, f] : r.families) {
+    FamilySnapshot fs;
+    fs.name = name;
+    fs.help = f.help;
+    fs.kind = f.type == Type::kCounter ? Kind::kCounter : f.type == Type::kGauge ? Kind::kGauge : Kind::kHistogram;
+    for (const auto& [labels, c] : f.counters) {
+      SeriesSnapshot s;
+      s.labels = with_constant(labels);
+      s.value = c.value();
+      fs.series.push_back(std::move(s));
+    }
+    for (const auto& [labels, g] : f.gauges) {
+      SeriesSnapshot s;
+      s.labels = with_constant(labels);
+      s.value = g.value();
+      fs.series.push_back(std::move(s));
+    }
+    for (const auto& [labels, h] : f.histograms) {
+      SeriesSnapshot s;
+      s.labels = with_constant(labels);
+      s.upper_bounds = h->upper_bounds();
+      s.cumulative = h->cumulative_counts();
+      s.sum = h->sum();
+      s.count = h->count();
+      fs.series.push_back(std::move(s));
+    }
+    out.push_back(std::move(fs));
+  }
+  return out;
+}
+
 std::vector<std::string> family_names() {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);

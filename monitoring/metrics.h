@@ -87,4 +87,23 @@ std::string render_text();
 // The names of all registered families (for tests that check dashboards against the exporter).
 std::vector<std::string> family_names();
 
+// A consistent copy of everything registered, for exporters that serialise it themselves (monitoring/exporter.cpp
+// converts it to prometheus-cpp's MetricFamily). Families are sorted by name; each series' labels are the constant
+// labels followed by its own.
+enum class Kind { kCounter, kGauge, kHistogram };
+struct SeriesSnapshot {
+  Labels labels;
+  double value = 0;                 // counter or gauge
+  std::vector<double> upper_bounds;  // histogram: finite bucket bounds ...
+  std::vector<uint64_t> cumulative;  // ... and cumulative counts, one more than the bounds (the last is +Inf)
+  double sum = 0;
+  uint64_t count = 0;
+};
+struct FamilySnapshot {
+  std::string name, help;
+  Kind kind = Kind::kGauge;
+  std::vector<SeriesSnapshot> series;
+};
+std::vector<FamilySnapshot> snapshot();
+
 }  // namespace facetex::metrics
