@@ -25,7 +25,7 @@ PKGS=(
   libgtest-dev libgmock-dev
   python3-torch                   # tests/tools/test_convert.py builds real torch pickles (the converters never import torch)
   # local cluster services for integration tests
-  slurm-wlm munge prometheus
+  slurm-wlm munge prometheus prometheus-pushgateway
 )
 
 if [[ "${1:-}" == "--print" ]]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi
