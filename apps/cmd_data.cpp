@@ -1,8 +1,10 @@
-// `facetex data ...`: pack, merge-manifest, verify, inspect, stream. Wiring only; the jobs live in data/.
+// `facetex data ...`: pack, merge-manifest, verify, inspect, synth, annotate, stream. Wiring only; the jobs live in data/.
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 
 #include "apps/cli.h"
 #include "cluster/world.h"
@@ -11,10 +13,12 @@
 #include "core/log.h"
 #include "core/partition.h"
 #include "core/progress.h"
+#include "core/version.h"
 #include "data/inspect.h"
 #include "data/loader.h"
 #include "data/pack.h"
 #include "data/verify.h"
+#include "train/annotate.h"
 #include "train/synthetic_world.h"
 
 namespace facetex::app {
@@ -120,6 +124,57 @@ int run_stream(const Config& c) {
   return 0;
 }
 
+
+int run_annotate(const Config& c) {
+  train::AnnotateOptions o;
+  o.shards = c.require_string("annotate.shards");
+  o.out = c.require_string("annotate.out");
+  o.part = parse_part(c.get_string("annotate.part", "0/1"));
+  o.on_corrupt = data::parse_on_corrupt(c.get_string("annotate.on_corrupt", "fail"));
+  o.recon_weights = c.get_string("annotate.recon_weights", "");
+  o.threads = static_cast<int>(c.get_int("annotate.threads", 0));
+  o.deflate = static_cast<int>(c.get_int("annotate.deflate", 0));
+  o.fit.iterations = static_cast<int>(c.get_int("annotate.iterations", o.fit.iterations));
+  o.fit.fit_shape = !c.get_bool("annotate.pose_only", false);
+  o.fit.id_weight = c.get_double("annotate.id_weight", o.fit.id_weight);
+  o.fit.exp_weight = c.get_double("annotate.exp_weight", o.fit.exp_weight);
+  o.fit.use_jaw = c.get_bool("annotate.use_jaw", false);
+  FACETEX_CHECK_USAGE(o.fit.iterations >= 1 && o.fit.id_weight >= 0 && o.fit.exp_weight >= 0,
+                      "--iterations must be >= 1 and the prior weights >= 0");
+  std::string assets = c.get_string("annotate.assets", "");
+  if (assets.empty()) {
+    const char* env = std::getenv("FACETEX_ASSETS");
+    assets = env && *env ? env : (std::filesystem::path(FACETEX_SOURCE_DIR) / "assets").string();
+  }
+  const std::string landmarks = c.get_string("annotate.landmarks", "dlib");
+  FACETEX_CHECK_USAGE(landmarks == "dlib" || landmarks == "annotations",
+                      "--landmarks must be dlib or annotations, got '{}'", landmarks);
+  auto model = train::load_model_choice(c.get_string("annotate.model", "synthetic"),
+                                        static_cast<uint64_t>(c.get_int("annotate.model_seed", 0)),
+                                        static_cast<int>(c.get_int("annotate.model_grid", 40)), assets);
+  o.model = std::move(model.model);
+  o.model_name = model.name;
+  if (landmarks == "dlib") {
+    models::aux::DetectorOptions d;
+    d.upsample = static_cast<int>(c.get_int("annotate.upsample", 1));
+    const std::string predictor = c.get_string(
+        "annotate.predictor", (std::filesystem::path(assets) / "dlib/shape_predictor_68_face_landmarks.dat").string());
+    o.landmarks = train::dlib_landmark_provider(predictor, d);
+  } else {
+    o.landmarks = train::annotation_landmark_provider(o.model);
+  }
+  const auto r = train::annotate_shards(o);
+  std::printf("annotate: %lld rows in %zu shards (%lld written, %lld kept from an earlier run), %lld faces, %lld "
+              "no face, %lld rows skipped; mean landmark residual %.3f px (%.4f of the inter-ocular distance); "
+              "%lld rows annotated in %.1f s (%.2f rows/s) -> %s\n",
+              static_cast<long long>(r.rows), r.manifest.shards.size(), static_cast<long long>(r.shards_written),
+              static_cast<long long>(r.shards_reused), static_cast<long long>(r.faces),
+              static_cast<long long>(r.no_face), static_cast<long long>(r.skipped_rows), r.mean_residual_px,
+              r.mean_residual_iod, static_cast<long long>(r.rows_processed), r.seconds,
+              r.seconds > 0 ? r.rows_processed / r.seconds : 0.0, r.manifest_path.string().c_str());
+  return 0;
+}
+
 }  // namespace
 
 void add_data_commands(Cli& cli) {
@@ -182,6 +237,33 @@ void add_data_commands(Cli& cli) {
                 o.out.string().c_str());
     return 0;
   });
+
+  CLI::App* annotate = data->add_subcommand(
+      "annotate", "Detect faces and fit the face model: /coeffs, /crop, /valid, landmarks -> new annotated shards");
+  cli.required(annotate, "--shards", "annotate.shards", "Input dataset folder (dataset.json + shards)");
+  cli.required(annotate, "--out", "annotate.out", "Output folder: annotated shards, manifest, model.mat + uv.npy");
+  cli.option(annotate, "--part", "annotate.part", "Annotate part i of N of the input shards; then merge-manifest", "0/1");
+  cli.option(annotate, "--model", "annotate.model",
+             "Face model: synthetic (data synth's, see --model-seed) | canonical (MediaPipe mesh) | MAT:UV", "synthetic");
+  cli.option(annotate, "--model-seed", "annotate.model_seed", "Seed of the synthetic model (= data synth --seed)", "0");
+  cli.option(annotate, "--model-grid", "annotate.model_grid", "Grid of the synthetic model (data synth: 40)", "40");
+  cli.option(annotate, "--landmarks", "annotate.landmarks",
+             "Landmark source: dlib (detector + 68-point predictor) | annotations (project the input's own "
+             "/coeffs + /crop: checks the fit on data synth shards)", "dlib");
+  cli.option(annotate, "--recon-weights", "annotate.recon_weights", "ReconNet weights (converted epoch_20.pth): coefficients from the network on the 224 crop instead of the landmark fit (BFM-layout model)");
+  cli.option(annotate, "--assets", "annotate.assets", "Assets folder (default: $FACETEX_ASSETS or <source>/assets)");
+  cli.option(annotate, "--predictor", "annotate.predictor", "dlib shape_predictor_68_face_landmarks.dat");
+  cli.option(annotate, "--upsample", "annotate.upsample", "dlib detector image doublings", "1");
+  cli.option(annotate, "--iterations", "annotate.iterations", "Levenberg-Marquardt iterations of the fit", "40");
+  cli.flag(annotate, "--pose-only", "annotate.pose_only", "Fit angles and translation only (no identity/expression)");
+  cli.option(annotate, "--id-weight", "annotate.id_weight", "Ridge prior on identity coefficients (crop px^2)", "1");
+  cli.option(annotate, "--exp-weight", "annotate.exp_weight", "Ridge prior on expression coefficients (crop px^2)", "1");
+  cli.flag(annotate, "--use-jaw", "annotate.use_jaw", "Fit the 17 jaw-line points too (default: the 51 inner points)");
+  cli.option(annotate, "--threads", "annotate.threads", "Landmark worker threads; 0 = all cores", "0");
+  cli.option(annotate, "--deflate", "annotate.deflate", "Deflate level 0-9 of raw-storage images", "0");
+  cli.option(annotate, "--on-corrupt", "annotate.on_corrupt", "Corrupt row or shard: fail | skip (listed in the manifest)",
+             "fail");
+  cli.on_run(annotate, run_annotate);
 
   CLI::App* stream = data->add_subcommand("stream", "Stream a packed dataset through the training loader; print throughput");
   cli.required(stream, "shards", "data.shards", "Shard folder");

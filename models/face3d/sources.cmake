@@ -16,3 +16,7 @@ list(APPEND FACETEX_MODELS_SOURCES face3d/pos_align.cpp)
 list(APPEND FACETEX_MODELS_SOURCES face3d/obj_export.cpp)
 list(APPEND FACETEX_MODELS_DEPS PkgConfig::MATIO)
 list(APPEND FACETEX_MODELS_DEPS facetex_opencv)  # obj_export.cpp encodes the texture PNG
+# Landmark-driven geometry for `data annotate`: POS crop + LM fit through the renderer's camera; the canonical mesh
+# as a MorphableModel.
+list(APPEND FACETEX_MODELS_SOURCES face3d/landmark_fit.cpp)
+list(APPEND FACETEX_MODELS_SOURCES face3d/canonical_model.cpp)
