@@ -71,6 +71,11 @@ TrainOptions parse_train_options(const Config& config) {
   o.init_weights = c.get_string("model.init_weights", "");
   o.face_model_mat = c.get_string("model.face_model_mat", "");
   o.face_model_uv = c.get_string("model.face_model_uv", "");
+  o.background_generator = c.get_string("model.background_generator", "");
+  o.dfr = c.get_string("model.dfr", "");
+  o.rignet = c.get_string("model.rignet", "");
+  o.recon_net = c.get_string("model.recon_net", "");
+  o.mtcnn_dir = c.get_string("model.mtcnn_dir", "");
   o.texture_resolution = static_cast<int>(c.get_int("model.texture_resolution", 0));
   FACETEX_CHECK_USAGE(o.mode == "image" || o.mode == "texture", "model.mode must be image or texture, got '{}'", o.mode);
   FACETEX_CHECK_USAGE(o.background == "dataset" || o.background == "generated",

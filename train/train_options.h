@@ -29,6 +29,9 @@ struct TrainOptions {
   std::string init_weights;            // optional weight file (G, D, G_ema groups) to start from
   std::string face_model_mat;          // texture mode: the morphable model (.mat) and its UVs (.npy)
   std::string face_model_uv;
+  // background = generated: the frozen 2D generator (a weight file with G_ema or G, e.g. a converted ffhq.pkl),
+  // DFR, RigNet, ReconNet (converted state dicts) and a folder with MTCNN's pnet.h5, rnet.h5, onet.h5.
+  std::string background_generator, dfr, rignet, recon_net, mtcnn_dir;
   int texture_resolution = 0;          // texture mode: G's output side (0: the dataset resolution)
   models::stylegan2::GeneratorConfig G;
   models::stylegan2::DiscriminatorConfig D;

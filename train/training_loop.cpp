@@ -36,6 +36,7 @@
 #include "train/image_grid.h"
 #include "train/loss.h"
 #include "train/face_renderer.h"
+#include "train/generated_background.h"
 #include "train/synth_metric.h"
 #include "train/texture_pipeline.h"
 #include "train/training_stats.h"
@@ -174,9 +175,7 @@ class Trainer {
 void Trainer::setup() {
   FACETEX_CHECK_USAGE(!o_.run_dir.empty(), "run.dir (--run) is required");
   FACETEX_CHECK_USAGE(!o_.shards.empty(), "data.shards is required (a folder written by `facetex data pack`)");
-  FACETEX_CHECK_USAGE(o_.mode == "image" || o_.background == "dataset",
-                      "model.background = generated needs the frozen 2D generator, DFR, RigNet, MTCNN and ReconNet "
-                      "networks, which this build does not have yet; use model.background = dataset");
+  std::unique_ptr<GeneratorPipeline> generated;  // model.background = generated (train/generated_background.h)
   run_dir_ = o_.run_dir;
   world_ = cluster::discover_world();
   if (root()) {
@@ -234,7 +233,24 @@ void Trainer::setup() {
   FACETEX_CHECK_USAGE(dataset_->resolution() == o_.D.img_resolution,
                       "the dataset is {}x{} but the discriminator judges {}x{} images", dataset_->resolution(),
                       dataset_->resolution(), o_.D.img_resolution, o_.D.img_resolution);
-  if (o_.mode == "texture") {
+  if (o_.mode == "texture" && o_.background == "generated") {
+    // Backgrounds and their geometry come from the frozen networks, not the dataset (no annotations needed).
+    FACETEX_CHECK_USAGE(!o_.face_model_mat.empty() && !o_.face_model_uv.empty(),
+                        "texture mode needs model.face_model_mat and model.face_model_uv");
+    auto renderer = std::make_shared<FaceRenderer>(
+        models::face3d::load_morphable_model(o_.face_model_mat, o_.face_model_uv));
+    renderer->to(device_);
+    auto pipeline = load_generated_background_pipeline(o_, renderer, device_);
+    FACETEX_CHECK_USAGE(pipeline->background_resolution() == dataset_->resolution(),
+                        "model.background_generator makes {}x{} backgrounds but the dataset is {}x{}",
+                        pipeline->background_resolution(), pipeline->background_resolution(),
+                        dataset_->resolution(), dataset_->resolution());
+    FACETEX_CHECK_USAGE(pipeline->nets().trained_G->config().z_dim == o_.G.z_dim,
+                        "model.background_generator reads {}-d latents, the texture G {}-d (model.z_dim); both share "
+                        "z", pipeline->nets().trained_G->config().z_dim, o_.G.z_dim);
+    has_ground_truth_ = dataset_->shards().front()->has_annotation("gt_texture");
+    generated = std::move(pipeline);
+  } else if (o_.mode == "texture") {
     FACETEX_CHECK_USAGE(!o_.face_model_mat.empty() && !o_.face_model_uv.empty(),
                         "texture mode needs model.face_model_mat and model.face_model_uv (e.g. a synthetic world's "
                         "model.mat and uv.npy)");
@@ -281,7 +297,9 @@ void Trainer::setup() {
     ao.kimg = o_.ada_kimg;
     ada_ = std::make_unique<AdaController>(ao, o_.augment_p);
   }
-  if (o_.mode == "texture") {
+  if (generated) {
+    pipeline_ = std::move(generated);
+  } else if (o_.mode == "texture") {
     pipeline_ = std::make_unique<TexturePipeline>(renderer_);
   } else {
     pipeline_ = std::make_unique<ImagePipeline>();

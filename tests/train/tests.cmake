@@ -5,4 +5,5 @@ facetex_test(test_train TORCH WHOLE
     train/test_loss_and_optimizer.cpp
     train/test_training_loop.cpp
     train/test_train_options.cpp
+    train/test_generated_background.cpp
   DEPS facetex_train facetex_test_parity facetex_test_support LABELS train)
