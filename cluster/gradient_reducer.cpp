@@ -123,16 +123,15 @@ ReductionStats GradientReducer::complete() {
   for (auto& b : buckets_) b.work->wait();
   last_.exposed_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   at::NoGradGuard no_grad;
-  for (auto& b : buckets_) {
-    last_.comm_seconds += b.work->busy_seconds();
-    if (comm_->size() > 1) b.buffer.div_(comm_->size());
-  }
+  for (auto& b : buckets_) last_.comm_seconds += b.work->busy_seconds();
+  const double scale = 1.0 / comm_->size();
   for (size_t k = 0; k < params_.size(); ++k) {
     at::Tensor& p = params_[k];
     const Slot& s = slots_[k];
-    at::Tensor avg = buckets_[s.bucket].buffer.narrow(0, s.offset, s.numel).view_as(p);
+    at::Tensor sum = buckets_[s.bucket].buffer.narrow(0, s.offset, s.numel).view_as(p);
     // Backward gave every parameter it reached a .grad; the others stay without one (unused on every rank).
-    if (p.grad().defined()) p.mutable_grad().copy_(avg);
+    // The average is written in the same pass as the copy back.
+    if (p.grad().defined()) at::mul_out(p.mutable_grad(), sum, scale);
   }
   return last_;
 }
