@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # (a) `sbatch slurm/train.sbatch` with the synth64 preset completes; (d) Prometheus scrapes the trainer's metrics
 # (file_sd target written by the prologue) while it runs, and the pushed final exit code arrives via the Pushgateway.
-# IT_TASKS sets the task count (1 until multi-rank training lands).
+# IT_TASKS sets the task count (it_slurm_train_2ranks runs it with 2).
 source "$(dirname "$0")/lib.sh"
 ensure_world
 TASKS=${IT_TASKS:-1}

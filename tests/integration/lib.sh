@@ -7,6 +7,7 @@ FACETEX=${FACETEX_BINARY:?FACETEX_BINARY is not set (ctest sets it)}
 export FACETEX OMP_NUM_THREADS=1
 T0=$SECONDS
 TEST=$(basename "$0" .sh)
+[[ "${IT_TASKS:-1}" == 1 ]] || TEST+="_${IT_TASKS}ranks"
 
 note() { echo "[$TEST +$((SECONDS - T0))s] $*"; }
 fail() { echo "[$TEST +$((SECONDS - T0))s] FAIL: $*"; exit 1; }
