@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "kernels/device_memory.h"
 #include "kernels/image_normalize.h"
 #include "models/stylegan2/discriminator.h"
 #include "models/stylegan2/generator.h"
@@ -97,6 +98,18 @@ struct Metrics {
                                            "Gradient entries that were NaN or Inf and were replaced");
   metrics::Histogram& checkpoint = metrics::histogram("facetex_train_checkpoint_seconds", "Time to write a checkpoint",
                                                       metrics::seconds_buckets());
+  // Gradient averaging across ranks (zero with one rank): bytes, time of the collectives, and the part of that time
+  // the step waited for (not hidden behind backward).
+  metrics::Counter& allreduce_bytes =
+      metrics::counter("facetex_allreduce_bytes_total", "Gradient bytes allreduced across ranks");
+  metrics::Histogram& allreduce_seconds = metrics::histogram(
+      "facetex_allreduce_seconds", "Time of one phase's gradient allreduces on the communication thread",
+      metrics::seconds_buckets());
+  metrics::Histogram& allreduce_exposed = metrics::histogram(
+      "facetex_allreduce_exposed_seconds", "Time a phase waited for its gradient allreduces after backward",
+      metrics::seconds_buckets());
+  metrics::Gauge& gpu_memory =
+      metrics::gauge("facetex_gpu_memory_bytes", "GPU memory in use on this rank's device (0 on CPU)");
   metrics::Histogram& phase(Phase p) {
     return metrics::histogram("facetex_train_phase_seconds", "Time per training phase", metrics::seconds_buckets(),
                               {{"phase", phase_name(p)}});
@@ -471,6 +484,9 @@ void Trainer::iteration() {
     loss_->before_final_backward = nullptr;
     if (reducer && reducer->armed()) {  // not armed: this phase ran no backward on any rank (e.g. pl_weight = 0)
       const cluster::ReductionStats rs = reducer->finish();
+      metrics_.allreduce_bytes.inc(static_cast<double>(rs.bytes));
+      metrics_.allreduce_seconds.observe(rs.comm_seconds);
+      metrics_.allreduce_exposed.observe(rs.exposed_seconds);
       if (log_.should_log(spdlog::level::trace)) {
         double sum = 0;
         for (auto& t : module.parameters(true)) {
@@ -628,6 +644,7 @@ void Trainer::tick(bool done) {
     if (it != collected.end()) metrics_.loss(term).set(it->second.mean());
   }
   metrics_.kimg.set(cur_nimg_ / 1000.0);
+  metrics_.gpu_memory.set(static_cast<double>(kernels::gpu_memory_used_bytes(device_)));
   metrics_.augment_p.set(augment_ ? augment_->p() : 0.0);
 
   const auto maintenance_start = Clock::now();

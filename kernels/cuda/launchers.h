@@ -99,4 +99,7 @@ struct RasterizeLaunch {
 };
 cudaError_t rasterize(const RasterizeLaunch& p, cudaStream_t stream);
 
+// Memory in use on `device` (total - free, as nvidia-smi counts it: every process and the caching allocator's pool).
+cudaError_t device_memory_used(int device, int64_t* used_bytes, int64_t* total_bytes);
+
 }  // namespace facetex::kernels::cuda

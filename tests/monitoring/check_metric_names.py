@@ -18,10 +18,7 @@ import zlib
 # Families the dashboard/alerts use that this build does not register yet, each with who will register it.
 # Keep this list short: a name here is a promise, and it must leave the list when its code lands.
 NOT_YET_REGISTERED = {
-    "facetex_allreduce_bytes_total": "cluster/ GradientReducer (multi-rank training, in progress)",
-    "facetex_allreduce_seconds": "cluster/ GradientReducer (multi-rank training, in progress), a histogram",
     "facetex_reconstruct_items_total": "`facetex reconstruct` (in progress), label status=ok|no_face|error",
-    "facetex_gpu_memory_bytes": "train/training_loop.cpp (requested: gauge per rank, 0 on CPU)",
 }
 
 src = os.environ.get("FACETEX_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
