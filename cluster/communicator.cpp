@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "cluster/mpi_communicator.h"
+#include "cluster/nccl_communicator.h"
 #include "core/env_param.h"
 #include "core/error.h"
 
@@ -68,11 +69,12 @@ std::shared_ptr<Communicator> make_communicator(const World& world, const std::s
     return std::make_shared<SingleCommunicator>();
   }
   if (backend == "nccl" || (backend == "auto" && device.is_cuda())) {
-    // The NCCL backend needs a CUDA LibTorch with NCCL; until then CUDA tensors go through host staging is not
-    // offered: say so instead of silently reducing on the CPU.
-    FACETEX_CHECK_USAGE(!device.is_cuda(), "multi-rank training on CUDA needs the NCCL communicator, which this build "
-                                           "does not include; use run.device = cpu or a CUDA+NCCL build");
-    FACETEX_CHECK_USAGE(backend != "nccl", "run.comm = nccl needs CUDA tensors (run.device = cuda)");
+    FACETEX_CHECK_USAGE(device.is_cuda(), "run.comm = nccl needs CUDA tensors (run.device = cuda)");
+    // No silent fallback to reducing CUDA gradients through host memory over MPI: say what is missing.
+    FACETEX_CHECK_USAGE(nccl_available(), "multi-rank training on CUDA needs the NCCL communicator, which this build "
+                                          "does not include (CUDA LibTorch + NCCL at configure time); use run.device "
+                                          "= cpu or a CUDA+NCCL build");
+    return make_nccl_communicator(world, device);
   }
   FACETEX_CHECK_USAGE(device.is_cpu(), "the MPI communicator reduces CPU tensors; run.device is {}", device.str());
   return make_mpi_communicator(world);

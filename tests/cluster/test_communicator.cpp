@@ -11,6 +11,7 @@
 #include "cluster/communicator.h"
 #include "cluster/gradient_reducer.h"
 #include "cluster/mpi_communicator.h"
+#include "cluster/nccl_communicator.h"
 #include "cluster/world.h"
 #include "core/error.h"
 
@@ -180,4 +181,35 @@ TEST(GradientReducer, BadUseIsAnError) {
   GradientReducer reducer(comm(), m.params());
   EXPECT_THROW(reducer.finish(), RuntimeError);
   EXPECT_THROW(GradientReducer(comm(), {}), UsageError);
+}
+
+// The NCCL backend with one rank on the GPU machine (two ranks would need two GPUs): CUDA collectives, CPU staging,
+// async allreduce on the communication stream and the reducer on CUDA parameters. Skips without CUDA+NCCL.
+TEST(NcclCommunicator, OneRankOnTheGpu) {
+  if (comm()->size() != 1) GTEST_SKIP() << "one GPU: the NCCL case runs as a single rank";
+  if (!nccl_available() || !at::hasCUDA()) GTEST_SKIP() << "needs a CUDA LibTorch build with NCCL and a GPU";
+  const c10::Device gpu(c10::kCUDA, 0);
+  auto nccl = make_communicator(discover_world(), "nccl", gpu);
+  EXPECT_STREQ(nccl->backend(), "nccl");
+  at::Tensor t = at::arange(6, at::TensorOptions().dtype(at::kFloat).device(gpu));
+  nccl->allreduce(t);
+  EXPECT_TRUE(at::equal(t.cpu(), at::arange(6, at::kFloat)));
+  at::Tensor host = at::full({3}, 2.5, at::kDouble);  // staged through the device
+  nccl->allreduce(host, ReduceOp::kMax);
+  EXPECT_EQ(host[1].item<double>(), 2.5);
+  EXPECT_TRUE(nccl->any(true));
+  at::Tensor g = nccl->allgather(at::ones({2}, at::TensorOptions().device(gpu)));
+  EXPECT_EQ(g.sizes(), (at::IntArrayRef{1, 2}));
+  auto w = nccl->allreduce_async(t);
+  w->wait();
+  EXPECT_GE(w->busy_seconds(), 0.0);
+  torch::nn::Linear lin(8, 4);
+  lin->to(gpu);
+  std::vector<at::Tensor> params = lin->parameters();
+  GradientReducer reducer(nccl, params, {0.0001});
+  reducer.arm();
+  lin(at::ones({2, 8}, at::TensorOptions().device(gpu))).sum().backward();
+  const ReductionStats s = reducer.finish();
+  EXPECT_EQ(s.buckets, reducer.num_buckets());
+  EXPECT_TRUE(at::allclose(params[1].grad().cpu(), at::full({4}, 2.0f)));  // d(sum)/d(bias) = batch
 }
