@@ -55,6 +55,7 @@ void add_convert_commands(Cli& cli);
 void add_face_commands(Cli& cli);
 void add_train_commands(Cli& cli);
 void add_metrics_commands(Cli& cli);
+void add_generate_commands(Cli& cli);
 void add_version_command(Cli& cli);
 
 }  // namespace facetex::app

@@ -1,0 +1,262 @@
+// `facetex generate` (train/generate.h, apps/cmd_generate.cpp) on CPU at small scale: random-weight networks written
+// from C++ in their production layouts (texture G and 2D G at 32^2 with z_dim = w_dim = 512, DFR for the 2D G's
+// num_ws, a synthetic BFM-layout face model saved as MAT + UV npy), run through the real binary. Checks the outputs
+// (OBJ counts match the model, R x R textures, the npy layout), batch-independence (batch 1 == batch 3, byte for
+// byte), --part, rerun skipping, exit codes 2 (bad seeds) and 3 (missing file, named); plus seed parsing and the
+// NumPy-compatible z.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "data/image_codec.h"
+#include "models/aux/dfr_model.h"
+#include "models/face3d/morphable_model.h"
+#include "models/stylegan2/factory.h"
+#include "models/stylegan2/generator.h"
+#include "models/stylegan2/network_config.h"
+#include "models/weights/weight_file.h"
+#include "tests/support/fixtures.h"
+#include "train/generate.h"
+
+namespace fs = std::filesystem;
+using namespace facetex;
+namespace sg = facetex::models::stylegan2;
+namespace f3 = facetex::models::face3d;
+
+namespace {
+
+test::CommandResult run_facetex(const std::string& args) {
+  return test::run_command(FACETEX_BINARY_PATH " " + args);
+}
+
+sg::GeneratorConfig generator_config(int resolution) {
+  sg::GeneratorConfig c;
+  c.z_dim = c.mapping.z_dim = 512;
+  c.w_dim = c.mapping.w_dim = c.synthesis.w_dim = 512;
+  c.img_resolution = c.synthesis.img_resolution = resolution;
+  c.mapping.num_layers = 2;
+  c.synthesis.channel_base = 256;
+  c.synthesis.channel_max = 16;
+  return c;
+}
+
+struct Files {
+  fs::path tex_G, bg_G, dfr, mat, uv;
+  int64_t vertices = 0, triangles = 0;
+};
+
+const Files& files() {
+  static test::TempDir dir;
+  static Files f;
+  if (!f.tex_G.empty()) return f;
+  f = {dir / "texture.h5", dir / "ffhq.h5", dir / "dfr.h5", dir / "model.mat", dir / "uv.npy"};
+  const sg::GeneratorConfig gc = generator_config(32);
+  at::manual_seed(21);
+  sg::Generator tex(gc);
+  tex.mapping->w_avg.normal_(0, 0.1);  // truncation has something to pull towards
+  models::write_weight_file(f.tex_G, {{"G_ema", models::network_state(tex, "Generator", sg::to_init_kwargs(gc))}},
+                            "random test weights", "test");
+  at::manual_seed(22);
+  sg::Generator bg(gc);
+  models::write_weight_file(f.bg_G, {{"G_ema", models::network_state(bg, "Generator", sg::to_init_kwargs(gc))}},
+                            "random test weights", "test");
+  models::aux::DFRModel dfr(bg.num_ws());
+  {
+    at::NoGradGuard no_grad;
+    at::manual_seed(23);
+    for (auto& p : dfr.parameters(true)) {
+      if (p.dim() >= 2) p.normal_(0, 0.5 / std::sqrt(static_cast<double>(p.size(1))));
+      else p.zero_();
+    }
+  }
+  models::write_weight_file(f.dfr, {{"dfr", models::network_state(dfr, "DFRModel", "{}")}}, "random test weights",
+                            "test");
+  f3::SyntheticModelOptions mo;
+  mo.grid = 12;
+  const f3::MorphableModel model = f3::make_synthetic_model(mo);
+  f3::save_morphable_model(model, f.mat, f.uv);
+  f.vertices = model.num_vertices();
+  f.triangles = model.num_triangles();
+  return f;
+}
+
+std::string textured_args(const fs::path& out, const std::string& seeds, int batch, const std::string& extra = "") {
+  const Files& f = files();
+  return fmt::format("generate textured --checkpoint {} --background-generator {} --dfr {} --face-model {}:{} "
+                     "--seeds {} --out {} --batch {} {}",
+                     f.tex_G.string(), f.bg_G.string(), f.dfr.string(), f.mat.string(), f.uv.string(), seeds,
+                     out.string(), batch, extra);
+}
+
+int count_prefix(const std::string& text, const std::string& prefix) {
+  std::istringstream in(text);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line))
+    if (line.rfind(prefix, 0) == 0) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST(GenerateSeeds, ParsesRangesAndLists) {
+  EXPECT_EQ(train::parse_seeds("0-3"), (std::vector<uint32_t>{0, 1, 2, 3}));
+  EXPECT_EQ(train::parse_seeds("1,5,9"), (std::vector<uint32_t>{1, 5, 9}));
+  EXPECT_EQ(train::parse_seeds("7,0-2,1"), (std::vector<uint32_t>{7, 0, 1, 2}));
+  EXPECT_EQ(train::parse_seeds("4294967295"), (std::vector<uint32_t>{4294967295u}));
+  for (const char* bad : {"", "a", "1-", "-3", "5-2", "1,,2", "4294967296", "1.5"})
+    EXPECT_THROW(train::parse_seeds(bad), UsageError) << bad;
+}
+
+TEST(GenerateSeeds, NumpyCompatibleNormals) {
+  // np.random.RandomState(0).randn(5) and RandomState(1).randn(3)
+  const std::vector<double> z0 = train::numpy_randn(0, 5);
+  const double want0[] = {1.764052345967664, 0.4001572083672233, 0.9787379841057392, 2.240893199201458,
+                          1.8675579901499675};
+  for (int i = 0; i < 5; ++i) EXPECT_NEAR(z0[i], want0[i], 1e-9) << i;
+  const std::vector<double> z1 = train::numpy_randn(1, 3);
+  const double want1[] = {1.6243453636632417, -0.6117564136500754, -0.5281717522634557};
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(z1[i], want1[i], 1e-9) << i;
+}
+
+TEST(GenerateNpy, HeaderAndData) {
+  test::TempDir dir;
+  const at::Tensor a = at::arange(6, at::kFloat).view({1, 2, 3});
+  train::write_npy_float32(dir / "a.npy", a);
+  const std::string bytes = read_file(dir / "a.npy");
+  ASSERT_EQ(bytes.substr(0, 6), "\x93NUMPY");
+  const size_t header_len = static_cast<uint8_t>(bytes[8]) | (static_cast<uint8_t>(bytes[9]) << 8);
+  EXPECT_EQ((10 + header_len) % 64, 0u);
+  const std::string header = bytes.substr(10, header_len);
+  EXPECT_NE(header.find("'descr': '<f4'"), std::string::npos);
+  EXPECT_NE(header.find("'shape': (1, 2, 3)"), std::string::npos);
+  ASSERT_EQ(bytes.size(), 10 + header_len + 6 * sizeof(float));
+  float v[6];
+  std::memcpy(v, bytes.data() + 10 + header_len, sizeof(v));
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(v[i], static_cast<float>(i));
+}
+
+TEST(GenerateTextured, WritesMeshesTexturesAndRendersIndependentOfBatch) {
+  const Files& f = files();
+  test::TempDir dir;
+  const fs::path a = dir / "a", b = dir / "b";
+  auto r = run_facetex(textured_args(a, "0-2", 3, "--trunc 0.7"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("generated 3, skipped 0"), std::string::npos) << r.out;
+  r = run_facetex(textured_args(b, "0-2", 1, "--trunc 0.7"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+
+  for (int seed = 0; seed < 3; ++seed) {
+    const std::string stem = fmt::format("seed{:04d}", seed);
+    const std::string obj = read_file(a / (stem + ".obj"));
+    EXPECT_EQ(count_prefix(obj, "v "), f.vertices) << stem;
+    EXPECT_EQ(count_prefix(obj, "vt "), f.vertices) << stem;
+    EXPECT_EQ(count_prefix(obj, "f "), f.triangles) << stem;
+    EXPECT_NE(obj.find(stem + ".mtl"), std::string::npos);
+    EXPECT_NE(read_file(a / (stem + ".mtl")).find(stem + ".png"), std::string::npos);
+    const data::Image tex = data::decode_image(read_file(a / (stem + ".png")), stem);
+    EXPECT_EQ(tex.width, 32);
+    EXPECT_EQ(tex.height, 32);
+    const data::Image front = data::decode_image(read_file(a / (stem + "_front.png")), stem);
+    EXPECT_EQ(front.width, 32);
+    // Some pixels are the face (not the white background).
+    int64_t face = 0;
+    for (uint8_t v : front.rgb) face += v != 255;
+    EXPECT_GT(face, 0) << stem;
+    for (const char* suffix : {".obj", ".mtl", ".png", "_front.png"})
+      EXPECT_EQ(read_file(a / (stem + suffix)), read_file(b / (stem + suffix))) << stem << suffix << ": batch 3 vs 1";
+  }
+  // Different seeds, different faces.
+  EXPECT_NE(read_file(a / "seed0000.obj"), read_file(a / "seed0001.obj"));
+  EXPECT_NE(read_file(a / "seed0000.png"), read_file(a / "seed0001.png"));
+
+  // Rerun: everything is skipped and nothing is rewritten.
+  const auto mtime = fs::last_write_time(a / "seed0001.obj");
+  r = run_facetex(textured_args(a, "0-2", 2, "--trunc 0.7"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("generated 0, skipped 3"), std::string::npos) << r.out;
+  EXPECT_EQ(fs::last_write_time(a / "seed0001.obj"), mtime);
+  // A missing piece makes its seed run again.
+  fs::remove(a / "seed0002_front.png");
+  r = run_facetex(textured_args(a, "0-2", 2, "--trunc 0.7"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("generated 1, skipped 2"), std::string::npos) << r.out;
+  EXPECT_EQ(read_file(a / "seed0002_front.png"), read_file(b / "seed0002_front.png"));
+}
+
+TEST(GenerateTextured, PartsSliceTheSeeds) {
+  test::TempDir dir;
+  auto r = run_facetex(textured_args(dir / "p", "10,11,12,13", 4, "--part 1/2 --noise-mode random"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_FALSE(fs::exists(dir / "p" / "seed0010.obj"));
+  EXPECT_FALSE(fs::exists(dir / "p" / "seed0011.obj"));
+  EXPECT_TRUE(fs::exists(dir / "p" / "seed0012.obj"));
+  EXPECT_TRUE(fs::exists(dir / "p" / "seed0013_front.png"));
+  // Random noise is seeded per seed: batch 1 gives the same texture.
+  r = run_facetex(textured_args(dir / "q", "13", 1, "--noise-mode random"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(read_file(dir / "p" / "seed0013.png"), read_file(dir / "q" / "seed0013.png"));
+}
+
+TEST(GenerateTextured, ExitCodes) {
+  const Files& f = files();
+  test::TempDir dir;
+  auto r = run_facetex(textured_args(dir / "x", "0-x", 1));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("0-x"), std::string::npos) << r.err;
+  r = run_facetex(textured_args(dir / "x", "3-1", 1));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  r = run_facetex(fmt::format("generate textured --checkpoint {} --background-generator {} --dfr {} --face-model "
+                              "{}:{} --seeds 0 --out {}",
+                              f.tex_G.string(), f.bg_G.string(), (dir / "no_dfr.h5").string(), f.mat.string(),
+                              f.uv.string(), (dir / "x").string()));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("no_dfr.h5"), std::string::npos) << r.err;
+  r = run_facetex(fmt::format("generate pairs --generator {} --seeds 0 --out {}", (dir / "nope.h5").string(),
+                              (dir / "x").string()));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("nope.h5"), std::string::npos) << r.err;
+  r = run_facetex("generate --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("textured"), std::string::npos);
+  EXPECT_NE(r.out.find("pairs"), std::string::npos);
+}
+
+TEST(GeneratePairs, ImagesAndWsIndependentOfBatch) {
+  const Files& f = files();
+  test::TempDir dir;
+  const auto args = [&](const fs::path& out, int batch) {
+    return fmt::format("generate pairs --generator {} --seeds 0-2 --out {} --batch {}", f.bg_G.string(),
+                       out.string(), batch);
+  };
+  auto r = run_facetex(args(dir / "a", 3));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = run_facetex(args(dir / "b", 1));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const int num_ws = sg::Generator(generator_config(32)).num_ws();
+  for (int seed = 0; seed < 3; ++seed) {
+    const std::string stem = fmt::format("seed{:04d}", seed);
+    const data::Image img = data::decode_image(read_file(dir / "a" / (stem + ".png")), stem);
+    EXPECT_EQ(img.width, 32);
+    EXPECT_EQ(img.height, 32);
+    const std::string ws = read_file(dir / "a" / (stem + "_ws.npy"));
+    EXPECT_NE(ws.find(fmt::format("'shape': (1, {}, 512)", num_ws)), std::string::npos);
+    const size_t header_len = static_cast<uint8_t>(ws[8]) | (static_cast<uint8_t>(ws[9]) << 8);
+    EXPECT_EQ(ws.size(), 10 + header_len + static_cast<size_t>(num_ws) * 512 * sizeof(float));
+    for (const char* suffix : {".png", "_ws.npy"})
+      EXPECT_EQ(read_file(dir / "a" / (stem + suffix)), read_file(dir / "b" / (stem + suffix))) << stem << suffix;
+  }
+  r = run_facetex(args(dir / "a", 2));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("generated 0, skipped 3"), std::string::npos) << r.out;
+}
