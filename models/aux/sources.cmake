@@ -14,3 +14,7 @@ set_source_files_properties(aux/dlib_landmarks.cpp PROPERTIES SKIP_PRECOMPILE_HE
 list(APPEND FACETEX_MODELS_SOURCES
   aux/frozen_layers.cpp aux/weight_group.cpp aux/dfr_model.cpp aux/rig_net.cpp aux/recon_net.cpp
   aux/mtcnn_nets.cpp aux/mtcnn_boxes.cpp aux/area_crops.cpp aux/mtcnn.cpp aux/aux_factory.cpp)
+# dlib's face-recognition ResNet in LibTorch (weights from face-api's tfjs files) and dlib's face-chip extraction
+# (dlib_face_chip.cpp is a dlib translation unit, so it skips the torch precompiled header too).
+list(APPEND FACETEX_MODELS_SOURCES aux/dlib_face_resnet.cpp aux/dlib_face_chip.cpp)
+set_source_files_properties(aux/dlib_face_chip.cpp PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
