@@ -1,10 +1,82 @@
-// `facetex metrics ...`: wiring only; the metrics live in train/.
+// `facetex metrics ...`: wiring only; the metrics live in train/ (train/metrics/ for fid, kid and recon).
+#include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "apps/cli.h"
+#include "cluster/communicator.h"
+#include "cluster/world.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "train/metrics/features.h"
+#include "train/metrics/fid_kid.h"
+#include "train/metrics/recon_eval.h"
 #include "train/synth_metric.h"
 
 namespace facetex::app {
+namespace {
+
+constexpr const char* kFaceApiManifest = "assets/face-api/model/face_recognition_model-weights_manifest.json";
+constexpr const char* kShapePredictor = "assets/dlib/shape_predictor_68_face_landmarks.dat";
+
+std::shared_ptr<cluster::Communicator> metrics_communicator() {
+  return cluster::make_communicator(cluster::discover_world(), "auto", c10::Device("cpu"));
+}
+
+void add_feature_options(Cli& cli, CLI::App* cmd) {
+  cli.required(cmd, "--real", "metrics.real", "Real images: a folder of PNG/JPEG files or a packed dataset folder");
+  cli.required(cmd, "--fake", "metrics.fake", "Generated images: a folder of PNG/JPEG files or a packed dataset folder");
+  cli.option(cmd, "--inception", "metrics.inception",
+             "NVIDIA's inception-2015-12-05.pt (TorchScript); without it dlib face descriptors are used and the "
+             "numbers are labelled FID_dlib / KID_dlib (an offline stand-in, not comparable with published FID)");
+  cli.option(cmd, "--face-api", "metrics.face_api", "face-api's face_recognition_model-weights_manifest.json",
+             kFaceApiManifest);
+  cli.option(cmd, "--max-items", "metrics.max_items", "Use at most N images of each set (0 = all)", "0");
+  cli.option(cmd, "--batch", "metrics.batch", "Images per feature batch", "32");
+  cli.option(cmd, "--device", "metrics.device", "cpu | cuda", "cpu");
+  cli.option(cmd, "--out", "metrics.out", "Also write the result as JSON to this file (rank 0)");
+}
+
+struct FeatureSets {
+  at::Tensor real, fake;
+  std::unique_ptr<train::metrics::FeatureExtractor> extractor;
+  std::shared_ptr<cluster::Communicator> comm;
+};
+
+FeatureSets gather(const Config& c) {
+  FeatureSets s;
+  const c10::Device device(c.get_string("metrics.device", "cpu"));
+  const std::string inception = c.get_string("metrics.inception", "");
+  s.extractor = inception.empty()
+                    ? train::metrics::make_dlib_extractor(c.get_string("metrics.face_api", kFaceApiManifest), device)
+                    : train::metrics::make_inception_extractor(inception, device);
+  s.comm = metrics_communicator();
+  const int64_t max_items = c.get_int("metrics.max_items", 0);
+  const int batch = static_cast<int>(c.get_int("metrics.batch", 32));
+  const train::metrics::ImageSource real(c.require_string("metrics.real")), fake(c.require_string("metrics.fake"));
+  s.real = train::metrics::gather_features(real, *s.extractor, s.comm.get(), max_items, batch);
+  s.fake = train::metrics::gather_features(fake, *s.extractor, s.comm.get(), max_items, batch);
+  return s;
+}
+
+void report(const Config& c, const FeatureSets& s, const std::string& label, double value) {
+  if (s.comm->rank() != 0) return;
+  std::printf("%s %.6f (real %lld, fake %lld, %s features %lld-D, ranks %d)\n", label.c_str(), value,
+              static_cast<long long>(s.real.size(0)), static_cast<long long>(s.fake.size(0)),
+              s.extractor->name().c_str(), static_cast<long long>(s.extractor->dim()), s.comm->size());
+  const std::string out = c.get_string("metrics.out", "");
+  if (!out.empty()) {
+    nlohmann::json j{{"metric", label},
+                     {"value", value},
+                     {"real_items", s.real.size(0)},
+                     {"fake_items", s.fake.size(0)},
+                     {"features", s.extractor->name()},
+                     {"ranks", s.comm->size()}};
+    write_file_atomic(out, j.dump(2) + "\n");
+  }
+}
+
+}  // namespace
 
 void add_metrics_commands(Cli& cli) {
   CLI::App* metrics = cli.app().add_subcommand("metrics", "Quality metrics of trained networks");
@@ -18,6 +90,83 @@ void add_metrics_commands(Cli& cli) {
     std::printf("now (kimg %.3f): kid %.5f colour %.5f\n", r.now_kimg, r.now.kid, r.now.colour);
     if (!r.plot.empty()) std::printf("plot: %s\n", r.plot.c_str());
     std::printf("synth_distance init=%.5f now=%.5f\n", r.init.total(), r.now.total());
+    return 0;
+  });
+
+  CLI::App* fid = metrics->add_subcommand("fid", "Fréchet distance of real and generated image features");
+  add_feature_options(cli, fid);
+  cli.on_run(fid, [](const Config& c) {
+    const FeatureSets s = gather(c);
+    report(c, s, s.extractor->fid_label(), train::metrics::fid(s.real, s.fake));
+    return 0;
+  });
+
+  CLI::App* kid = metrics->add_subcommand("kid", "Kernel distance (unbiased MMD^2, cubic kernel) of image features");
+  add_feature_options(cli, kid);
+  cli.option(kid, "--subsets", "metrics.kid_subsets", "Random subsets averaged", "100");
+  cli.option(kid, "--subset-size", "metrics.kid_subset_size", "Largest subset", "1000");
+  cli.on_run(kid, [](const Config& c) {
+    const FeatureSets s = gather(c);
+    train::metrics::KidOptions o;
+    o.num_subsets = static_cast<int>(c.get_int("metrics.kid_subsets", 100));
+    o.max_subset_size = c.get_int("metrics.kid_subset_size", 1000);
+    report(c, s, s.extractor->kid_label(), train::metrics::kid(s.real, s.fake, o));
+    return 0;
+  });
+
+  CLI::App* recon = metrics->add_subcommand(
+      "recon", "Reconstruction metrics: masked SSIM, PSNR, L1 and identity cosine (dlib ResNet) per item and mean");
+  cli.option(recon, "--outputs", "metrics.outputs",
+             "Reconstruction output folder: sub-folders with target[_crop].png, proj_composed[_crop].png, "
+             "mask[_crop].png");
+  cli.option(recon, "--pred", "metrics.pred", "Folder of reconstructed images (instead of --outputs)");
+  cli.option(recon, "--target", "metrics.target", "Folder of target images, same relative paths as --pred");
+  cli.option(recon, "--mask", "metrics.mask", "Folder of masks (first channel, /255), same relative paths");
+  cli.option(recon, "--face-api", "metrics.face_api", "face-api's face_recognition_model-weights_manifest.json "
+             "(identity column; 'none' to skip)", kFaceApiManifest);
+  cli.option(recon, "--landmarks", "metrics.landmarks", "dlib 68-point shape predictor for the identity chips "
+             "('none': whole images resized)", kShapePredictor);
+  cli.option(recon, "--device", "metrics.device", "cpu | cuda", "cpu");
+  cli.option(recon, "--out", "metrics.out", "Also write per-item scores and means as JSON to this file (rank 0)");
+  cli.on_run(recon, [](const Config& c) {
+    std::vector<train::metrics::ReconItem> items;
+    const std::string outputs = c.get_string("metrics.outputs", "");
+    if (!outputs.empty()) {
+      items = train::metrics::find_recon_outputs(outputs);
+    } else {
+      FACETEX_CHECK_USAGE(c.has("metrics.pred") && c.has("metrics.target") && c.has("metrics.mask"),
+                          "metrics recon needs --outputs DIR or all of --pred, --target and --mask");
+      items = train::metrics::match_recon_folders(c.require_string("metrics.pred"), c.require_string("metrics.target"),
+                                                  c.require_string("metrics.mask"));
+    }
+    train::metrics::ReconEvalOptions o;
+    const std::string face_api = c.get_string("metrics.face_api", kFaceApiManifest);
+    const std::string landmarks = c.get_string("metrics.landmarks", kShapePredictor);
+    if (face_api != "none") o.face_api_manifest = face_api;
+    if (landmarks != "none") o.shape_predictor = landmarks;
+    o.device = c.get_string("metrics.device", "cpu");
+    const auto comm = metrics_communicator();
+    const train::metrics::ReconEvalReport r = train::metrics::evaluate_recon(items, o, comm.get());
+    if (comm->rank() != 0) return 0;
+    const bool id = !o.face_api_manifest.empty();
+    std::printf("items %zu  SSIM %.6f  PSNR %.6f  L1 %.6f  %s %s\n", r.items.size(), r.ssim, r.psnr, r.l1,
+                r.id_label.c_str(), id ? fmt::format("{:.6f}", r.id_cos).c_str() : "n/a");
+    const std::string out = c.get_string("metrics.out", "");
+    if (!out.empty()) {
+      nlohmann::json j{{"items", nlohmann::json::array()}, {"ssim", r.ssim}, {"psnr", r.psnr}, {"l1", r.l1},
+                       {"ranks", comm->size()}};
+      if (id) j[r.id_label] = r.id_cos;
+      for (const auto& s : r.items) {
+        nlohmann::json e{{"name", s.name}, {"ssim", s.ssim}, {"psnr", std::isfinite(s.psnr) ? s.psnr : 1e308},
+                         {"l1", s.l1}};
+        if (id) {
+          e[r.id_label] = s.id_cos;
+          e["face_found"] = s.face_found;
+        }
+        j["items"].push_back(e);
+      }
+      write_file_atomic(out, j.dump(2) + "\n");
+    }
     return 0;
   });
 }

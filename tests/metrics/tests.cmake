@@ -5,3 +5,12 @@ facetex_test(test_metrics TORCH WHOLE
   SOURCES metrics/test_dlib_face_resnet.cpp metrics/test_metrics.cpp
   DEPS facetex_train facetex_test_support
   LABELS metrics)
+# `facetex metrics fid|kid|recon` end to end, one rank and `mpirun -np 2` (same numbers); skips (77) without the
+# assets. Needs mpirun (Open MPI); not registered without it.
+find_program(FACETEX_METRICS_MPIRUN NAMES mpirun)
+if(FACETEX_METRICS_MPIRUN)
+  add_test(NAME test_metrics_cli
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/metrics/test_metrics_cli.sh $<TARGET_FILE:facetex>)
+  set_tests_properties(test_metrics_cli PROPERTIES LABELS "metrics;mpi" SKIP_RETURN_CODE 77 TIMEOUT 600
+                       ENVIRONMENT "FACETEX_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+endif()
