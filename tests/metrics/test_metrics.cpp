@@ -11,6 +11,7 @@
 #include "train/metrics/features.h"
 #include "train/metrics/fid_kid.h"
 #include "train/metrics/recon_metrics.h"
+#include "tests/support/fixtures.h"
 
 namespace m = facetex::train::metrics;
 
@@ -132,4 +133,43 @@ TEST(Kid, MatchesNumpyReferenceAndIsNearZeroForOneDistribution) {
 TEST(Features, StridedGatherWithoutCommunicatorIsIdentity) {
   const at::Tensor f = fixture_features(7, 3, 0.0, 1.0);
   EXPECT_TRUE(at::equal(m::allgather_strided_rows(f, 7, nullptr), f));
+}
+
+// The Inception path with a stand-in TorchScript file of the same interface as NVIDIA's inception-2015-12-05.pt
+// (forward(img uint8 [B, 3, H, W], return_features: bool) -> [B, 2048] features, else logits), scripted by
+// Debian's python3-torch: features = mean RGB (0..255) @ W, W[c, k] = (c * 2048 + k) / 1000.
+TEST(Features, InceptionTorchScriptInterface) {
+  const std::string python = "/usr/bin/python3";
+  if (facetex::test::run_command(python + " -c 'import torch'").exit_code != 0) GTEST_SKIP() << "no python3-torch";
+  facetex::test::TempDir tmp;
+  const std::string script = R"(
+import sys, torch
+class Stub(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.arange(3 * 2048, dtype=torch.float32).reshape(3, 2048) / 1000
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        assert img.dtype == torch.uint8
+        f = img.to(torch.float32).mean(dim=[2, 3]) @ self.w
+        if return_features:
+            return f
+        return f[:, :1008]
+torch.jit.script(Stub()).save(sys.argv[1])
+)";
+  facetex::test::write_bytes(tmp / "make.py", script);
+  const auto r = facetex::test::run_command(python + " " + (tmp / "make.py").string() + " " + (tmp / "inc.pt").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto ex = m::make_inception_extractor(tmp / "inc.pt", c10::Device("cpu"));
+  EXPECT_EQ(ex->fid_label(), "FID");
+  EXPECT_EQ(ex->kid_label(), "KID");
+  at::Generator g = at::detail::createCPUGenerator(9);
+  const at::Tensor img = at::randint(0, 256, {4, 3, 20, 24}, g, at::kByte);
+  const at::Tensor w = at::arange(3 * 2048, at::kFloat).view({3, 2048}) / 1000;
+  const at::Tensor expect = at::matmul(img.to(at::kFloat).mean({2, 3}), w).to(at::kDouble);
+  const at::Tensor f = ex->features(img);
+  ASSERT_EQ(f.sizes().vec(), (std::vector<int64_t>{4, 2048}));
+  EXPECT_TRUE(at::allclose(f, expect, 1e-5, 1e-3));
+  EXPECT_THROW(m::make_inception_extractor(tmp / "missing.pt", c10::Device("cpu")), facetex::DataError);
+  facetex::test::write_bytes(tmp / "junk.pt", "not a zip");
+  EXPECT_THROW(m::make_inception_extractor(tmp / "junk.pt", c10::Device("cpu")), facetex::DataError);
 }

@@ -35,8 +35,9 @@ class InceptionExtractor final : public FeatureExtractor {
     std::vector<c10::IValue> args{images.to(device_)};
     const c10::IValue out = module_.get_method("forward")(args, {{"return_features", true}});
     at::Tensor f = out.toTensor().to(at::kCPU, at::kDouble);
-    FACETEX_CHECK_RUNTIME(f.dim() == 2 && f.size(1) == dim(), "Inception returned features of shape [{}]",
-                          f.sizes().vec().size());
+    FACETEX_CHECK_RUNTIME(f.dim() == 2 && f.size(1) == dim(),
+                          "the Inception file returned {}-dimensional output (last size {}), expected [B, {}]",
+                          f.dim(), f.dim() > 0 ? f.size(-1) : 0, dim());
     return f;
   }
 
