@@ -1,17 +1,18 @@
 // Data-parallel gradient averaging with communication hidden behind backward (DESIGN.md §6; what DDP does for the
-// reference). The parameters are laid out in buckets of about `bucket_mb` MB, in reverse registration order (the
-// order backward produces their gradients). A hook on every parameter copies its gradient — plus what earlier
-// accumulation rounds left in .grad — into its bucket slot; when a bucket is complete its allreduce starts on the
-// communicator's thread while backward continues. Buckets start strictly in index order, so every rank issues the
-// same collectives in the same order. finish() starts what is left (parameters this backward did not reach), waits,
-// divides by the world size and writes the averages back into .grad.
+// reference, with DDP's gradient_as_bucket_view). The parameters are laid out in buckets of about `bucket_mb` MB, in
+// reverse registration order (the order backward produces their gradients). arm() points every parameter's .grad
+// at its slot in the buckets (keeping what earlier accumulation rounds left there), so backward accumulates straight
+// into the buckets; a hook that runs after each parameter's gradient accumulation marks it ready, and a complete
+// bucket's allreduce starts on the communicator's thread/stream while backward continues. Buckets start strictly in
+// index order, so every rank issues the same collectives in the same order. finish() starts what is left
+// (parameters this backward did not reach), waits and divides by the world size in place — no copies in or out.
 //
 //   reducer.arm();            // before the backward of the last accumulation round only
 //   loss.backward();
 //   reducer.finish();         // .grad now holds the average over all ranks
 //
-// Parameters that received no gradient on this rank and have no .grad keep none (the graph is the same on every
-// rank, so they are unused everywhere and the optimiser skips them, as in a single process).
+// Parameters that received no gradient and had none before arm() keep none (the graph is the same on every rank,
+// so they are unused everywhere and the optimiser skips them, as in a single process).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -41,7 +42,8 @@ struct ReductionStats {
 
 class GradientReducer {
  public:
-  // `params`: the leaf tensors to average (all on one device, one floating dtype).
+  // `params`: the leaf tensors to average (all on one device, one floating dtype, requiring grad while the reducer
+  // is built: the hooks live on their gradient accumulators, which the reducer keeps alive).
   GradientReducer(std::shared_ptr<Communicator> comm, std::vector<at::Tensor> params, ReducerOptions options = {});
   ~GradientReducer();
   GradientReducer(const GradientReducer&) = delete;
@@ -63,7 +65,8 @@ class GradientReducer {
   struct Slot {
     size_t bucket;
     int64_t offset, numel;
-    bool reported = false;
+    bool reported = false;  // its gradient for this backward has been accumulated
+    bool had_grad = false;  // it had a .grad when arm() ran
   };
   struct Bucket {
     at::Tensor buffer;
@@ -71,8 +74,8 @@ class GradientReducer {
     size_t pending = 0;
     std::shared_ptr<CommWork> work;
   };
-  void on_gradient(size_t index, const at::Tensor& grad);
-  void fill_from_grad(size_t index);
+  void on_accumulated(size_t index);
+  at::Tensor slot_view(size_t index) const;
   void launch_ready_locked();
   ReductionStats complete();
 
@@ -84,7 +87,8 @@ class GradientReducer {
   bool armed_ = false;
   size_t next_launch_ = 0;
   ReductionStats last_;
-  std::vector<unsigned> hooks_;  // removed by the destructor
+  std::vector<std::shared_ptr<void>> accumulators_;  // the parameters' AccumulateGrad nodes, kept alive
+  std::shared_ptr<GradientReducer*> self_;            // hooks hold a weak copy: no-ops once the reducer is gone
 };
 
 }  // namespace facetex::cluster
