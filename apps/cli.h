@@ -56,6 +56,7 @@ void add_face_commands(Cli& cli);
 void add_train_commands(Cli& cli);
 void add_metrics_commands(Cli& cli);
 void add_generate_commands(Cli& cli);
+void add_reconstruct_command(Cli& cli);
 void add_version_command(Cli& cli);
 
 }  // namespace facetex::app

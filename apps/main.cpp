@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   facetex::app::add_train_commands(cli);
   facetex::app::add_metrics_commands(cli);
   facetex::app::add_generate_commands(cli);
+  facetex::app::add_reconstruct_command(cli);
   facetex::app::add_version_command(cli);
   return cli.main(argc, argv);
 }

@@ -185,6 +185,8 @@ std::vector<float> floats(const at::Tensor& t) {
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
+}  // namespace
+
 // ReconNet on the protocol's crops (spec §3.5-3.6): POS from the five points, bicubic resize + 224 crop, the crop
 // cast to uint8 (clamped first: spec §11's fix of the unclamped cast) / 255 -> 257 coefficients. The result has the
 // landmark fit's shape so that the rest of the job does not care which front end ran.
@@ -207,6 +209,8 @@ f3::LandmarkFit recon_geometry(const aux::ReconNet& net, const f3::MorphableMode
   out.residual_px = at::where(out.valid, d, at::full({1}, -1.0f));
   return out;
 }
+
+namespace {
 
 class Annotator {
  public:

@@ -28,6 +28,7 @@
 #include "data/manifest.h"
 #include "data/shard_reader.h"
 #include "models/aux/dlib_landmarks.h"
+#include "models/aux/recon_net.h"
 #include "models/face3d/landmark_fit.h"
 #include "models/face3d/morphable_model.h"
 
@@ -61,6 +62,13 @@ LandmarkProvider dlib_landmark_provider(const std::filesystem::path& predictor, 
 // renders with known geometry (e.g. `data synth`), where it checks the annotator against the truth.
 LandmarkProvider annotation_landmark_provider(const models::face3d::MorphableModel& model,
                                               const models::face3d::CameraOptions& camera = {});
+
+// ReconNet geometry for images [B, 3, H, W] (float, 0-255) with their 68 landmarks [B, 68, 2] and has_face [B]:
+// POS from the five points -> 224 crop -> the network's coefficients, shaped like fit_landmarks' result (crop,
+// valid, lm5, projected, residual_px). The model must have the 257 BFM layout. Shared with `facetex reconstruct`.
+models::face3d::LandmarkFit recon_geometry(const models::aux::ReconNet& net, const models::face3d::MorphableModel& model,
+                                           const at::Tensor& images, const at::Tensor& lm68, const at::Tensor& has_face,
+                                           const models::face3d::CameraOptions& camera);
 
 struct AnnotateOptions {
   std::filesystem::path shards;  // input: a packed dataset (dataset.json + shards)

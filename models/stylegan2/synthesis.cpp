@@ -88,7 +88,7 @@ at::Tensor SynthesisLayer::forward(const at::Tensor& x, const at::Tensor& w, Noi
     a.noise = at::randn({x.size(0), 1, resolution_, resolution_}, x.options().dtype(noise_strength.scalar_type())) *
               noise_strength;
   } else if (use_noise_ && noise_mode == NoiseMode::kConst) {
-    a.noise = noise_const * noise_strength;
+    a.noise = (noise_override.defined() ? noise_override : noise_const) * noise_strength;
   }
   a.up = up_;
   a.padding = padding_;

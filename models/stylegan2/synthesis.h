@@ -44,6 +44,9 @@ class SynthesisLayer : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& w, NoiseMode noise_mode, bool fused, double gain = 1.0);
 
   at::Tensor weight, bias, noise_const, noise_strength, resample_filter;
+  // Per-sample noise for NoiseMode::kConst ([N, 1, r, r], or anything broadcastable to the output): replaces
+  // noise_const while defined (not a buffer: never saved). The texture projector optimises one noise map per image.
+  at::Tensor noise_override;
   std::shared_ptr<FullyConnectedLayer> affine;
 
  private:

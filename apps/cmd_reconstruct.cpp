@@ -1,0 +1,95 @@
+// `facetex reconstruct`: batched texture recovery of photos (train/reconstruct.h). Wiring only.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "apps/cli.h"
+#include "core/error.h"
+#include "core/partition.h"
+#include "core/version.h"
+#include "train/annotate.h"
+#include "train/reconstruct.h"
+
+namespace facetex::app {
+namespace {
+
+int run_reconstruct(const Config& c) {
+  train::register_reconstruct_metrics();  // the family is exported even by a run with nothing to do
+  train::ReconstructOptions o;
+  o.checkpoint = c.require_string("reconstruct.checkpoint");
+  o.inputs = c.require_string("reconstruct.inputs");
+  o.out = c.require_string("reconstruct.out");
+  o.network = c.get_string("reconstruct.network", "G_ema");
+  o.part = parse_part(c.get_string("reconstruct.part", "0/1"));
+  o.batch = static_cast<int>(c.get_int("reconstruct.batch", 1));
+  o.schedule.steps = static_cast<int>(c.get_int("reconstruct.steps", o.schedule.steps));
+  o.schedule.w_avg_samples = static_cast<int>(c.get_int("reconstruct.w_avg_samples", o.schedule.w_avg_samples));
+  o.schedule.regularize_noise_weight =
+      c.get_double("reconstruct.noise_weight", o.schedule.regularize_noise_weight);
+  o.crop_resolution = static_cast<int>(c.get_int("reconstruct.crop_resolution", o.crop_resolution));
+  o.max_pixels = c.get_int("reconstruct.max_pixels", o.max_pixels);
+  o.recon_weights = c.get_string("reconstruct.recon_weights", "");
+  o.lpips_vgg = c.get_string("reconstruct.lpips_vgg", "");
+  o.device = c.get_string("reconstruct.device", "cpu");
+  o.seed = static_cast<uint64_t>(c.get_int("reconstruct.seed", 0));
+  FACETEX_CHECK_USAGE(o.device == "cpu" || o.device.rfind("cuda", 0) == 0, "--device must be cpu or cuda[:i]");
+  FACETEX_CHECK_USAGE(o.max_pixels > 0, "--max-pixels must be > 0");
+  std::string assets = c.get_string("reconstruct.assets", "");
+  if (assets.empty()) {
+    const char* env = std::getenv("FACETEX_ASSETS");
+    assets = env && *env ? env : (std::filesystem::path(FACETEX_SOURCE_DIR) / "assets").string();
+  }
+  auto model = train::load_model_choice(c.get_string("reconstruct.model", "canonical"),
+                                        static_cast<uint64_t>(c.get_int("reconstruct.model_seed", 0)),
+                                        static_cast<int>(c.get_int("reconstruct.model_grid", 40)), assets);
+  o.model = std::move(model.model);
+  o.model_name = model.name;
+  models::aux::DetectorOptions d;
+  d.upsample = static_cast<int>(c.get_int("reconstruct.upsample", 1));
+  o.landmarks = train::dlib_landmark_provider(
+      c.get_string("reconstruct.predictor",
+                   (std::filesystem::path(assets) / "dlib/shape_predictor_68_face_landmarks.dat").string()),
+      d);
+  const auto r = train::reconstruct(o);
+  std::printf("reconstruct: %lld inputs in part %s: %lld ok, %lld no face, %lld bad input, %lld errors, %lld "
+              "finished earlier; LPIPS %s; %.1f s (projection %.1f s)%s -> %s\n",
+              static_cast<long long>(r.inputs), o.part.str().c_str(), static_cast<long long>(r.ok),
+              static_cast<long long>(r.no_face), static_cast<long long>(r.bad_input), static_cast<long long>(r.error),
+              static_cast<long long>(r.skipped), r.lpips ? "on" : "off", r.seconds, r.projection_seconds,
+              r.preempted ? "; PREEMPTED" : "", r.manifest_path.string().c_str());
+  return r.preempted ? static_cast<int>(ExitCode::kPreempted) : 0;
+}
+
+}  // namespace
+
+void add_reconstruct_command(Cli& cli) {
+  CLI::App* cmd = cli.app().add_subcommand(
+      "reconstruct", "Recover UV textures of photos by projection into a texture generator (batched; spec §7)");
+  cli.required(cmd, "--checkpoint", "reconstruct.checkpoint", "Checkpoint or weight file with the texture G (G_ema)");
+  cli.required(cmd, "--inputs", "reconstruct.inputs", "Folder of photos (recursive) or a packed dataset folder");
+  cli.required(cmd, "--out", "reconstruct.out", "Output folder: <name>/ per photo and manifest.jsonl");
+  cli.option(cmd, "--part", "reconstruct.part", "Process part i of N of the sorted inputs (Slurm array task)", "0/1");
+  cli.option(cmd, "--batch", "reconstruct.batch", "Photos optimised together", "1");
+  cli.option(cmd, "--steps", "reconstruct.steps", "Optimisation steps per photo", "1000");
+  cli.option(cmd, "--w-avg-samples", "reconstruct.w_avg_samples", "Mapped latents for the w statistics", "10000");
+  cli.option(cmd, "--noise-weight", "reconstruct.noise_weight", "Noise regularisation weight (test_celeba: 10000)",
+             "10000");
+  cli.option(cmd, "--crop-resolution", "reconstruct.crop_resolution", "Side of the aligned target crop", "1024");
+  cli.option(cmd, "--max-pixels", "reconstruct.max_pixels", "Larger images are bad_input (checked on the header)",
+             "64000000");
+  cli.option(cmd, "--recon-weights", "reconstruct.recon_weights",
+             "ReconNet weights: geometry from the network instead of the landmark fit (BFM-layout --model)");
+  cli.option(cmd, "--lpips-vgg", "reconstruct.lpips_vgg", "NVIDIA's vgg16.pt (TorchScript); without it LPIPS is off");
+  cli.option(cmd, "--model", "reconstruct.model", "Face model: canonical | synthetic | MAT:UV", "canonical");
+  cli.option(cmd, "--model-seed", "reconstruct.model_seed", "Seed of the synthetic model", "0");
+  cli.option(cmd, "--model-grid", "reconstruct.model_grid", "Grid of the synthetic model", "40");
+  cli.option(cmd, "--network", "reconstruct.network", "Generator group in the checkpoint", "G_ema");
+  cli.option(cmd, "--assets", "reconstruct.assets", "Assets folder (default: $FACETEX_ASSETS or <source>/assets)");
+  cli.option(cmd, "--predictor", "reconstruct.predictor", "dlib shape_predictor_68_face_landmarks.dat");
+  cli.option(cmd, "--upsample", "reconstruct.upsample", "dlib detector image doublings", "1");
+  cli.option(cmd, "--device", "reconstruct.device", "cpu | cuda", "cpu");
+  cli.option(cmd, "--seed", "reconstruct.seed", "Seed of the per-photo noise (with the input's index)", "0");
+  cli.on_run(cmd, run_reconstruct);
+}
+
+}  // namespace facetex::app

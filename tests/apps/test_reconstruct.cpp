@@ -1,0 +1,276 @@
+// `facetex reconstruct` end to end on the real dlib example photos (skipped without assets/) with a tiny random
+// texture generator written as a checkpoint-layout weight file (G_ema, 32x32): outputs and manifest, rerun skips,
+// the manifest status of no-face / grayscale / truncated / huge / non-image inputs, batch-4 vs one-at-a-time
+// agreement for the same seed, and SIGTERM -> exit 75 with intact, skipped items. Plus the projector's pieces.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "data/image_codec.h"
+#include "models/stylegan2/generator.h"
+#include "models/weights/weight_file.h"
+#include "tests/support/fixtures.h"
+#include "train/reconstruct.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace facetex {
+namespace {
+namespace sg = models::stylegan2;
+
+test::CommandResult run_facetex(const std::string& args) { return test::run_command(FACETEX_BINARY_PATH " " + args); }
+
+const fs::path& checkpoint() {
+  static test::TempDir dir;
+  static fs::path file;
+  if (!file.empty()) return file;
+  file = dir / "ckpt.h5";
+  sg::GeneratorConfig c;
+  c.z_dim = c.mapping.z_dim = 64;
+  c.w_dim = c.mapping.w_dim = c.synthesis.w_dim = 64;
+  c.img_resolution = c.synthesis.img_resolution = 32;
+  c.mapping.num_layers = 2;
+  c.synthesis.channel_base = 256;
+  c.synthesis.channel_max = 16;
+  at::manual_seed(5);
+  sg::Generator G(c);
+  {
+    at::NoGradGuard ng;
+    for (auto& p : G.named_parameters()) {
+      if (p.key().find("noise_strength") != std::string::npos) p.value().fill_(0.2);  // noise maps matter
+    }
+  }
+  models::write_weight_file(file, {{"G_ema", models::network_state(G, "Generator", sg::to_init_kwargs(c))}},
+                            "random test weights", "test");
+  return file;
+}
+
+fs::path face(const std::string& name) { return test::assets_dir() / "dlib" / "faces" / name; }
+
+std::string common_args(const fs::path& inputs, const fs::path& out, const std::string& extra = "", int steps = 6) {
+  return fmt::format("reconstruct --checkpoint {} --inputs {} --out {} --steps {} --w-avg-samples 200 "
+                     "--crop-resolution 64 --model canonical --log-level warn {}",
+                     checkpoint().string(), inputs.string(), out.string(), steps, extra);
+}
+
+std::map<std::string, json> manifest(const fs::path& file) {
+  std::map<std::string, json> m;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    json j = json::parse(line);
+    m[j["input"].get<std::string>()] = j;
+  }
+  return m;
+}
+
+cv::Mat read_png(const fs::path& p) { return cv::imread(p.string(), cv::IMREAD_UNCHANGED); }
+
+TEST(Reconstruct, ScheduleAndRegularizerFollowTheSpec) {
+  train::ProjectorSchedule s;
+  EXPECT_DOUBLE_EQ(train::projector_learning_rate(s, 0.0), 0.0);
+  EXPECT_NEAR(train::projector_learning_rate(s, 0.025), 0.05, 1e-12);  // half-way up the ramp
+  EXPECT_NEAR(train::projector_learning_rate(s, 0.5), 0.1, 1e-12);
+  EXPECT_NEAR(train::projector_learning_rate(s, 0.875), 0.1 * (0.5 - 0.5 * std::cos(M_PI * 0.5)), 1e-12);
+  EXPECT_NEAR(train::projector_w_noise_scale(s, 2.0, 0.0), 0.1, 1e-12);
+  EXPECT_NEAR(train::projector_w_noise_scale(s, 2.0, 0.375), 0.1 * 0.25, 1e-12);
+  EXPECT_DOUBLE_EQ(train::projector_w_noise_scale(s, 2.0, 0.9), 0.0);
+  // A constant map of ones: every roll product has mean 1 at every scale 32, 16, 8 -> 3 scales x 2 terms.
+  EXPECT_NEAR(train::noise_regularizer(at::ones({2, 1, 32, 32}))[1].item<double>(), 6.0, 1e-6);
+  // A checkerboard: x and y roll products are -1 at 32 and 16 (pooling averages it away at 8 -> 0).
+  const at::Tensor idx = at::arange(32);
+  const at::Tensor cb = ((idx.view({32, 1}) + idx.view({1, 32})) % 2 * 2 - 1).to(at::kFloat).view({1, 1, 32, 32});
+  EXPECT_NEAR(train::noise_regularizer(cb)[0].item<double>(), 2.0, 1e-6);
+}
+
+TEST(Reconstruct, ImageScoresMatchHandComputedValues) {
+  const at::Tensor t = at::zeros({3, 8, 8});
+  at::Tensor r = t.clone();
+  r[0][0][0] = 10;  // data range 10, mse 100 / 192
+  EXPECT_NEAR(train::image_psnr(t, r), 10 * std::log10(100.0 / (100.0 / 192)), 1e-9);
+  EXPECT_NEAR(train::image_ssim(r, r), 1.0, 1e-12);
+  EXPECT_LT(train::image_ssim(t, r), 1.0);
+  const std::string png = data::encode_png(test::make_image(40, 30, 1));
+  ASSERT_TRUE(train::image_header_size(png));
+  EXPECT_EQ(*train::image_header_size(png), std::make_pair(int64_t(40), int64_t(30)));
+  const std::string jpg = data::encode_jpeg(test::make_image(50, 20, 1), 90);
+  EXPECT_EQ(*train::image_header_size(jpg), std::make_pair(int64_t(50), int64_t(20)));
+  EXPECT_FALSE(train::image_header_size("hello"));
+}
+
+TEST(Reconstruct, EndToEndOutputsManifestStatusesAndRerun) {
+  FACETEX_REQUIRE_ASSETS();
+  test::TempDir dir;
+  const fs::path in = dir / "in", out = dir / "out";
+  fs::create_directories(in / "sub");
+  fs::copy_file(face("2008_002079.jpg"), in / "a_face.jpg");
+  fs::copy_file(face("2008_001322.jpg"), in / "sub" / "b_face.jpg");
+  fs::copy_file(face("dogs.jpg"), in / "dogs.jpg");
+  {  // grayscale PNG (1 channel) of a face photo: decoded as RGB, reconstructed
+    cv::Mat bgr = cv::imread(face("2008_002079.jpg").string(), cv::IMREAD_COLOR), gray;
+    cv::cvtColor(bgr, gray, cv::COLOR_BGR2GRAY);
+    ASSERT_TRUE(cv::imwrite((in / "gray.png").string(), gray));
+  }
+  const std::string jpg = test::read_bytes(face("2008_001322.jpg"));
+  test::write_bytes(in / "truncated.jpg", jpg.substr(0, jpg.size() / 2));
+  {  // an 8000x8000 PNG header (nothing behind it): refused by --max-pixels before decoding
+    std::string png = data::encode_png(test::make_image(16, 16, 3));
+    const unsigned char big[8] = {0, 0, 0x1f, 0x40, 0, 0, 0x1f, 0x40};
+    png.replace(16, 8, reinterpret_cast<const char*>(big), 8);
+    test::write_bytes(in / "huge.png", png);
+  }
+  test::write_bytes(in / "notes.txt", "not an image\n");
+  test::write_bytes(in / "noise.png", data::encode_png(test::make_image(64, 64, 9)));
+
+  auto r = run_facetex(common_args(in, out, "--batch 2 --max-pixels 20000000"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto m = manifest(out / "manifest.jsonl");
+  ASSERT_EQ(m.size(), 8u) << r.out;
+  const std::map<std::string, std::string> expected = {
+      {"a_face.jpg", "ok"},         {"sub/b_face.jpg", "ok"}, {"gray.png", "ok"},  {"dogs.jpg", "no_face"},
+      {"noise.png", "no_face"},     {"truncated.jpg", "bad_input"}, {"huge.png", "bad_input"},
+      {"notes.txt", "bad_input"}};
+  for (const auto& [input, status] : expected) {
+    ASSERT_TRUE(m.count(input)) << input;
+    EXPECT_EQ(m.at(input)["status"], status) << input << ": " << m.at(input).dump();
+  }
+  EXPECT_NE(m.at("huge.png")["message"].get<std::string>().find("max-pixels"), std::string::npos);
+  for (const std::string name : {"a_face", "sub_b_face", "gray"}) {
+    const fs::path d = out / name;
+    for (const char* f : {"proj_tex.png", "proj_composed.png", "proj_composed_crop.png", "target.png",
+                          "target_crop.png", "mask.png", "mask_crop.png", "rendered_rot.png", "proj_model.png"}) {
+      const cv::Mat img = read_png(d / f);
+      ASSERT_FALSE(img.empty()) << d / f;
+    }
+    EXPECT_EQ(read_png(d / "proj_tex.png").rows, 32);
+    EXPECT_EQ(read_png(d / "target_crop.png").rows, 64);
+    cv::Mat mask = read_png(d / "mask_crop.png");
+    EXPECT_GT(cv::countNonZero(mask.reshape(1)), 64 * 64 / 10) << name << ": the face covers the crop";
+    const cv::Mat target = read_png(d / "target.png"), orig = cv::imread((in / (name == "sub_b_face" ? "sub/b_face.jpg" : name == "gray" ? "gray.png" : "a_face.jpg")).string());
+    EXPECT_EQ(target.rows, orig.rows);
+    EXPECT_EQ(target.cols, orig.cols);
+    const std::string obj = test::read_bytes(d / "proj_model.obj");
+    EXPECT_NE(obj.find("\nv "), std::string::npos);
+    EXPECT_NE(obj.find("\nf "), std::string::npos);
+    EXPECT_NE(test::read_bytes(d / "proj_model.mtl").find("map_Kd"), std::string::npos);
+    const json res = json::parse(test::read_bytes(d / "result.json"));
+    for (const char* k : {"psnr", "ssim", "l1"}) {
+      ASSERT_TRUE(res["scores"][k].is_number()) << k;
+      EXPECT_TRUE(std::isfinite(res["scores"][k].get<double>())) << k;
+    }
+    EXPECT_GT(res["scores"]["ssim"].get<double>(), 0.3);  // the photo outside the face is kept
+    EXPECT_NE(res["lpips"].get<std::string>().find("off"), std::string::npos);
+    EXPECT_EQ(res["settings"]["steps"], 6);
+  }
+  for (const char* none : {"dogs", "noise", "truncated", "huge", "notes"}) EXPECT_FALSE(fs::exists(out / none));
+  for (const auto& e : fs::directory_iterator(out)) {
+    EXPECT_NE(e.path().filename().string().rfind(".partial", 0), 0u) << e.path();
+  }
+
+  // A second run finds everything finished and rewrites nothing.
+  const auto mtime = fs::last_write_time(out / "a_face" / "result.json");
+  r = run_facetex(common_args(in, out, "--batch 2 --max-pixels 20000000"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("0 ok, 0 no face, 0 bad input, 0 errors, 8 finished earlier"), std::string::npos) << r.out;
+  EXPECT_EQ(fs::last_write_time(out / "a_face" / "result.json"), mtime);
+  EXPECT_EQ(manifest(out / "manifest.jsonl").size(), 8u);
+}
+
+TEST(Reconstruct, BatchedAndOneAtATimeAgree) {
+  FACETEX_REQUIRE_ASSETS();
+  test::TempDir dir;
+  const fs::path in = dir / "in";
+  fs::create_directories(in);
+  const char* photos[] = {"2008_002079.jpg", "2008_001322.jpg", "2007_007763.jpg", "2009_004587.jpg"};
+  for (const char* p : photos) fs::copy_file(face(p), in / p);
+  auto r = run_facetex(common_args(in, dir / "b4", "--batch 4 --seed 7"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = run_facetex(common_args(in, dir / "b1", "--batch 1 --seed 7"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  int compared = 0;
+  for (const auto& [input, line] : manifest(dir / "b4" / "manifest.jsonl")) {
+    if (line["status"] != "ok") continue;
+    const std::string name = line["name"];
+    const json a = json::parse(test::read_bytes(dir / "b4" / name / "result.json"));
+    const json b = json::parse(test::read_bytes(dir / "b1" / name / "result.json"));
+    const auto wa = a["w"].get<std::vector<double>>(), wb = b["w"].get<std::vector<double>>();
+    ASSERT_EQ(wa.size(), wb.size());
+    double max_dw = 0;
+    for (size_t i = 0; i < wa.size(); ++i) max_dw = std::max(max_dw, std::abs(wa[i] - wb[i]));
+    EXPECT_LT(max_dw, 1e-3) << name;
+    cv::Mat ta = read_png(dir / "b4" / name / "proj_tex.png"), tb = read_png(dir / "b1" / name / "proj_tex.png");
+    double maxdiff = cv::norm(ta, tb, cv::NORM_INF);
+    EXPECT_LE(maxdiff, 2) << name;
+    EXPECT_NEAR(a["scores"]["psnr"].get<double>(), b["scores"]["psnr"].get<double>(), 0.05) << name;
+    ++compared;
+  }
+  EXPECT_GE(compared, 3);
+  // A different seed gives a different result (the seed reaches the per-image generators).
+  r = run_facetex(common_args(in, dir / "s8", "--batch 4 --seed 8"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const std::string name = manifest(dir / "b4" / "manifest.jsonl").begin()->second["name"];
+  const json a = json::parse(test::read_bytes(dir / "b4" / name / "result.json"));
+  const json c = json::parse(test::read_bytes(dir / "s8" / name / "result.json"));
+  EXPECT_NE(a["w"], c["w"]);
+}
+
+TEST(Reconstruct, SigtermFinishesTheBatchExits75AndRerunSkipsFinishedItems) {
+  FACETEX_REQUIRE_ASSETS();
+  test::TempDir dir;
+  const fs::path in = dir / "in", out = dir / "out";
+  fs::create_directories(in);
+  for (int i = 0; i < 6; ++i) fs::copy_file(face("2008_002079.jpg"), in / fmt::format("p{}.jpg", i));
+  // Start, wait for the first finished item, send SIGTERM, report the exit code.
+  const std::string cmd = fmt::format(
+      "sh -c '{} {} & pid=$!; i=0; while [ ! -f {}/p0/result.json ] && [ $i -lt 600 ] && kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i+1)); "
+      "done; kill -TERM $pid; wait $pid; echo rc=$?'",
+      FACETEX_BINARY_PATH, common_args(in, out, "--batch 1", 30), out.string());
+  auto r = test::run_command(cmd);
+  EXPECT_NE(r.out.find("rc=75"), std::string::npos) << r.out << r.err;
+  auto m = manifest(out / "manifest.jsonl");
+  ASSERT_GE(m.size(), 1u);
+  ASSERT_LT(m.size(), 6u) << "the job stopped early";
+  for (const auto& [input, line] : m) {
+    EXPECT_EQ(line["status"], "ok") << input;
+    EXPECT_TRUE(fs::is_regular_file(out / line["name"].get<std::string>() / "result.json"));
+  }
+  const size_t done = m.size();
+  const auto mtime = fs::last_write_time(out / "p0" / "result.json");
+  r = run_facetex(common_args(in, out, "--batch 1", 30));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find(fmt::format("{} finished earlier", done)), std::string::npos) << r.out;
+  EXPECT_EQ(fs::last_write_time(out / "p0" / "result.json"), mtime);
+  m = manifest(out / "manifest.jsonl");
+  EXPECT_EQ(m.size(), 6u);
+  for (const auto& [input, line] : m) EXPECT_EQ(line["status"], "ok") << input;
+}
+
+TEST(Reconstruct, PartsAreDisjointAndCoverTheInputs) {
+  FACETEX_REQUIRE_ASSETS();
+  test::TempDir dir;
+  const fs::path in = dir / "in", out = dir / "out";
+  fs::create_directories(in);
+  for (int i = 0; i < 5; ++i) test::write_bytes(in / fmt::format("x{}.txt", i), "no");
+  std::map<std::string, int> seen;
+  for (int p = 0; p < 2; ++p) {
+    auto r = run_facetex(common_args(in, out, fmt::format("--part {}/2", p)));
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    for (const auto& [input, line] : manifest(out / fmt::format("manifest.part-{}-of-2.jsonl", p))) ++seen[input];
+  }
+  EXPECT_EQ(seen.size(), 5u);
+  for (const auto& [input, n] : seen) EXPECT_EQ(n, 1) << input;
+}
+
+}  // namespace
+}  // namespace facetex

@@ -1,0 +1,705 @@
+#include "train/reconstruct.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <unistd.h>
+
+#include "cluster/preemption.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/version.h"
+#include "data/dataset.h"
+#include "data/image_codec.h"
+#include "data/shard_reader.h"
+#include "models/face3d/geometry.h"
+#include "models/face3d/obj_export.h"
+#include "models/face3d/pos_align.h"
+#include "models/stylegan2/factory.h"
+#include "models/stylegan2/generator.h"
+#include "models/weights/weight_file.h"
+#include "monitoring/metrics.h"
+#include "train/face_renderer.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace facetex::train {
+namespace f3 = models::face3d;
+namespace sg = models::stylegan2;
+
+double projector_learning_rate(const ProjectorSchedule& s, double t) {
+  double lr_ramp = std::min(1.0, (1.0 - t) / s.lr_rampdown_length);
+  lr_ramp = 0.5 - 0.5 * std::cos(lr_ramp * M_PI);
+  lr_ramp = lr_ramp * std::min(1.0, t / s.lr_rampup_length);
+  return s.initial_learning_rate * lr_ramp;
+}
+
+double projector_w_noise_scale(const ProjectorSchedule& s, double w_std, double t) {
+  const double r = std::max(0.0, 1.0 - t / s.noise_ramp_length);
+  return w_std * s.initial_noise_factor * r * r;
+}
+
+at::Tensor noise_regularizer(const at::Tensor& noise_in) {
+  at::Tensor n = noise_in;
+  at::Tensor reg = at::zeros({n.size(0)}, n.options());
+  for (;;) {
+    reg = reg + (n * at::roll(n, {1}, {3})).mean({1, 2, 3}).square() +
+          (n * at::roll(n, {1}, {2})).mean({1, 2, 3}).square();
+    if (n.size(2) <= 8) break;
+    n = at::avg_pool2d(n, {2, 2});
+  }
+  return reg;
+}
+
+double image_psnr(const at::Tensor& target, const at::Tensor& recon) {
+  const at::Tensor t = target.to(at::kDouble), r = recon.to(at::kDouble);
+  const double range = (r.max() - r.min()).item<double>();
+  const double mse = (t - r).square().mean().item<double>();
+  if (mse <= 0) return std::numeric_limits<double>::infinity();
+  return 10.0 * std::log10(range * range / mse);
+}
+
+double image_ssim(const at::Tensor& target, const at::Tensor& recon) {
+  const at::Tensor x = target.to(at::kDouble).unsqueeze(0), y = recon.to(at::kDouble).unsqueeze(0);
+  const double range = (y.max() - y.min()).item<double>();
+  const double c1 = std::pow(0.01 * range, 2), c2 = std::pow(0.03 * range, 2);
+  const double np = 49, cov_norm = np / (np - 1);
+  auto f = [](const at::Tensor& a) { return at::avg_pool2d(a, {7, 7}, {1, 1}); };  // valid = skimage's crop(pad 3)
+  const at::Tensor ux = f(x), uy = f(y);
+  const at::Tensor vx = cov_norm * (f(x * x) - ux * ux), vy = cov_norm * (f(y * y) - uy * uy);
+  const at::Tensor vxy = cov_norm * (f(x * y) - ux * uy);
+  const at::Tensor s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2));
+  return s.mean().item<double>();
+}
+
+std::optional<std::pair<int64_t, int64_t>> image_header_size(const std::string& b) {
+  auto u8 = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(b[i])); };
+  if (b.size() >= 24 && b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 && b.compare(12, 4, "IHDR") == 0) {
+    const int64_t w = (u8(16) << 24) | (u8(17) << 16) | (u8(18) << 8) | u8(19);
+    const int64_t h = (u8(20) << 24) | (u8(21) << 16) | (u8(22) << 8) | u8(23);
+    return std::make_pair(w, h);
+  }
+  if (b.size() >= 4 && u8(0) == 0xFF && u8(1) == 0xD8) {
+    size_t i = 2;
+    while (i + 9 < b.size()) {
+      if (u8(i) != 0xFF) return std::nullopt;
+      const uint32_t marker = u8(i + 1);
+      if (marker == 0xFF) { ++i; continue; }
+      const size_t len = (u8(i + 2) << 8) | u8(i + 3);
+      const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+      if (sof) {
+        const int64_t h = (u8(i + 5) << 8) | u8(i + 6), w = (u8(i + 7) << 8) | u8(i + 8);
+        return std::make_pair(w, h);
+      }
+      i += 2 + len;
+    }
+  }
+  return std::nullopt;
+}
+
+void register_reconstruct_metrics() {
+  for (const char* s : {"ok", "no_face", "bad_input", "error"}) {
+    metrics::counter("facetex_reconstruct_items_total", "Inputs finished by facetex reconstruct, by status",
+                     {{"status", s}})
+        .inc(0);
+  }
+}
+
+namespace {
+
+constexpr int64_t kNoIndex = -1;
+
+struct InputItem {
+  int64_t index = 0;   // in the sorted list of all inputs (seeds the item's generator)
+  std::string source;  // relative path, or the shard key
+  std::string name;    // output folder name
+  fs::path file;       // folder inputs
+  const data::ShardReader* shard = nullptr;
+  int64_t row = 0;
+};
+
+std::string sanitize(const std::string& s) {
+  std::string out;
+  for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  if (out.empty() || out[0] == '.') out = "_" + out;
+  return out;
+}
+
+// The item's own generator: a hash of (seed, index), so that batching does not change its draws.
+at::Generator item_generator(uint64_t seed, int64_t index) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(index) + 0x632BE59BD9B4E019ull;
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBull;
+  x ^= x >> 31;
+  return at::make_generator<at::CPUGeneratorImpl>(x);
+}
+
+std::string image_png(const at::Tensor& chw) {  // [C, H, W] float 0-255 or uint8
+  const at::Tensor t = chw.detach().to(at::kCPU).to(at::kFloat).clamp(0, 255).round().to(at::kByte);
+  const at::Tensor hwc = (t.size(0) == 1 ? t.expand({3, t.size(1), t.size(2)}) : t).permute({1, 2, 0}).contiguous();
+  data::Image img;
+  img.height = static_cast<int>(hwc.size(0));
+  img.width = static_cast<int>(hwc.size(1));
+  img.rgb.assign(hwc.data_ptr<uint8_t>(), hwc.data_ptr<uint8_t>() + hwc.numel());
+  return data::encode_png(img);
+}
+
+void write_bytes(const fs::path& p, const std::string& bytes) {
+  std::ofstream f(p, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  FACETEX_CHECK_RUNTIME(f.good(), "{}: write failed", p.string());
+}
+
+// A photo ready for projection.
+struct Prepared {
+  InputItem item;
+  at::Tensor image;        // [3, H, W] float 0-255 (CPU)
+  at::Tensor coeffs;       // [1, K]
+  at::Tensor crop;         // [1, 3] original frame
+  at::Tensor target_crop;  // [3, Rc, Rc] float 0-255 (CPU)
+  double residual_px = 0;
+};
+
+struct Outcome {
+  std::string status, message;
+};
+
+class Reconstructor {
+ public:
+  explicit Reconstructor(const ReconstructOptions& o)
+      : o_(o), device_(o.device), renderer_(o.model), layout_(f3::CoeffLayout::for_model(o.model)) {
+    auto& log = log::get("reconstruct");
+    models::NetworkWeights weights;
+    const auto all = models::read_weight_file(o.checkpoint);
+    auto it = all.find(o.network);
+    if (it == all.end()) it = all.find("G");
+    FACETEX_CHECK_DATA(it != all.end(), "{}: no {} (or G) network group", o.checkpoint.string(), o.network);
+    auto module = sg::build_and_load(it->second, fmt::format("{} /{}", o.checkpoint.string(), it->first));
+    G_ = std::dynamic_pointer_cast<sg::Generator>(module);
+    FACETEX_CHECK_DATA(G_ != nullptr, "{} /{}: not a Generator", o.checkpoint.string(), it->first);
+    G_->eval();
+    for (auto& p : G_->parameters()) p.set_requires_grad(false);
+    G_->to(device_);
+    renderer_.to(device_);
+    for (const auto& m : G_->synthesis->modules(/*include_self=*/false)) {
+      auto layer = std::dynamic_pointer_cast<sg::SynthesisLayer>(m);
+      if (layer && layer->noise_const.defined()) noise_layers_.push_back(layer);
+    }
+    if (!o.recon_weights.empty()) recon_ = models::aux::load_recon_net(o.recon_weights);
+    if (!o.lpips_vgg.empty()) {
+      FACETEX_CHECK_DATA(fs::is_regular_file(o.lpips_vgg), "{}: LPIPS VGG16 TorchScript file not found",
+                         o.lpips_vgg.string());
+      vgg_ = std::make_unique<torch::jit::Module>(torch::jit::load(o.lpips_vgg.string(), device_));
+      vgg_->eval();
+    }
+    landmarks_ = o.landmarks.make();
+    // W statistics (spec §7.1 step 1): the mean and spread of mapped latents with truncation.
+    {
+      at::NoGradGuard ng;
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.schedule.w_stats_seed);
+      const int64_t n = o.schedule.w_avg_samples, zdim = G_->config().z_dim;
+      at::Tensor sum;
+      std::vector<at::Tensor> ws;
+      for (int64_t b0 = 0; b0 < n; b0 += 1000) {
+        const int64_t b = std::min<int64_t>(1000, n - b0);
+        const at::Tensor z = at::randn({b, zdim}, gen, at::TensorOptions().dtype(at::kFloat)).to(device_);
+        sg::Truncation tr;
+        tr.psi = o.schedule.truncation_psi;
+        ws.push_back(G_->mapping->forward(z, tr, /*skip_w_avg_update=*/true).select(1, 0).to(at::kDouble));
+      }
+      const at::Tensor w = at::cat(ws);
+      w_avg_ = w.mean(0, true).to(at::kFloat);                                        // [1, w_dim]
+      w_std_ = std::sqrt((w - w.mean(0, true)).square().sum().item<double>() / double(n));
+    }
+    log.info("projector: G {}x{} texture, {} ws, {} noise maps; w_std {:.4f}; LPIPS {}; geometry {}",
+             G_->config().img_resolution, G_->config().img_resolution, G_->num_ws(), noise_layers_.size(), w_std_,
+             vgg_ ? "on (" + o.lpips_vgg.string() + ")" : std::string("OFF (no --lpips-vgg): loss = L1 + noise reg"),
+             recon_ ? "ReconNet" : "landmark fit");
+  }
+
+  bool lpips() const { return vgg_ != nullptr; }
+
+  // Decode + geometry. Returns the outcome for items that end here (bad_input, no_face), else fills `p`.
+  std::optional<Outcome> prepare(const InputItem& item, Prepared& p) {
+    std::string bytes;
+    if (item.shard) {
+      item.shard->read_row(item.row, bytes);
+    } else {
+      std::error_code ec;
+      const auto size = fs::file_size(item.file, ec);
+      if (ec) return Outcome{"bad_input", fmt::format("cannot read: {}", ec.message())};
+      (void)size;
+      std::ifstream f(item.file, std::ios::binary);
+      std::ostringstream ss;
+      ss << f.rdbuf();
+      bytes = ss.str();
+    }
+    data::Image img;
+    if (item.shard && item.shard->header().storage == data::Storage::kRaw) {
+      const int r = static_cast<int>(item.shard->header().resolution);
+      img.height = img.width = r;
+      img.rgb.assign(bytes.begin(), bytes.end());
+    } else {
+      const auto dims = image_header_size(bytes);
+      if (!dims) return Outcome{"bad_input", "not a PNG or JPEG image"};
+      if (dims->first * dims->second > o_.max_pixels || dims->first <= 0 || dims->second <= 0) {
+        return Outcome{"bad_input", fmt::format("{}x{} pixels exceeds --max-pixels {}", dims->first, dims->second,
+                                                o_.max_pixels)};
+      }
+      try {
+        img = data::decode_image(bytes, item.source);
+      } catch (const DataError& e) {
+        return Outcome{"bad_input", e.what()};
+      }
+    }
+    const int h = img.height, w = img.width;
+    LandmarkQuery q{img.rgb.data(), h, w, nullptr, 0, item.source};
+    const auto lm = landmarks_->landmarks(q);
+    if (!lm) return Outcome{"no_face", "no face detected"};
+    at::Tensor lm68 = at::empty({1, 68, 2}, at::kFloat);
+    std::memcpy(lm68.data_ptr<float>(), lm->data(), sizeof(float) * 136);
+    const at::Tensor face = at::ones({1}, at::kBool);
+    p.item = item;
+    p.image = at::from_blob(img.rgb.data(), {h, w, 3}, at::kByte).permute({2, 0, 1}).to(at::kFloat).contiguous();
+    f3::LandmarkFit fit = recon_ ? recon_geometry(*recon_, o_.model, p.image.unsqueeze(0), lm68, face, o_.fit.camera)
+                                 : f3::fit_landmarks(o_.model, lm68, face, h, w, o_.fit);
+    if (!fit.valid[0].item<bool>()) return Outcome{"no_face", "face found but the geometry fit is degenerate"};
+    p.coeffs = fit.coeffs.to(at::kFloat);
+    p.crop = fit.crop.to(at::kFloat);
+    p.residual_px = fit.residual_px[0].item<double>();
+    f3::CropProtocol big;
+    big.crop_size = o_.crop_resolution;
+    big.rescale_factor = o_.fit.camera.crop.rescale_factor * o_.crop_resolution / double(o_.fit.camera.crop.crop_size);
+    const f3::AlignedCrop a =
+        f3::align_faces(p.image.unsqueeze(0), fit.lm5, f3::model_reference_lm3d(o_.model).to(at::kCPU), face, big);
+    if (!a.valid[0].item<bool>()) return Outcome{"no_face", "face found but the alignment is degenerate"};
+    p.target_crop = a.crop[0].clamp(0, 255).contiguous();
+    return std::nullopt;
+  }
+
+  // The crop frame's box: the 224 protocol crop scaled to crop_resolution.
+  at::Tensor crop_frame_boxes(int64_t b) const {
+    const double k = double(o_.crop_resolution) / double(o_.fit.camera.crop.crop_size);
+    return at::tensor({0.0f, 0.0f, float(o_.fit.camera.crop.rescale_factor * k)}).view({1, 3}).repeat({b, 1});
+  }
+
+  at::Tensor lpips_features(const at::Tensor& img) {
+    std::vector<torch::jit::IValue> in{img};
+    std::unordered_map<std::string, torch::jit::IValue> kw{{"resize_images", false}, {"return_lpips", true}};
+    return vgg_->get_method("forward")(in, kw).toTensor();
+  }
+
+  struct Projection {
+    at::Tensor texture;  // [B, 3, T, T] 0-255
+    at::Tensor w;        // [B, w_dim]
+    std::vector<double> final_loss;
+  };
+
+  Projection project(const std::vector<Prepared>& items) {
+    const int64_t B = static_cast<int64_t>(items.size());
+    const ProjectorSchedule& s = o_.schedule;
+    const auto fopt = at::TensorOptions().dtype(at::kFloat);
+    std::vector<at::Generator> gens;
+    for (const auto& p : items) gens.push_back(item_generator(o_.seed, p.item.index));
+    // Variables: w (init w_avg) and one noise map per layer and image, N(0, 1) from the image's generator.
+    at::Tensor w_opt = w_avg_.repeat({B, 1}).clone().set_requires_grad(true);
+    std::vector<at::Tensor> noise;
+    for (const auto& layer : noise_layers_) {
+      const int64_t r = layer->noise_const.size(0);
+      std::vector<at::Tensor> per;
+      for (auto& g : gens) per.push_back(at::randn({1, 1, r, r}, g, fopt));
+      noise.push_back(at::cat(per).to(device_).set_requires_grad(true));
+    }
+    std::vector<at::Tensor> params{w_opt};
+    params.insert(params.end(), noise.begin(), noise.end());
+    std::vector<at::Tensor> m1, m2;
+    for (const auto& p : params) {
+      m1.push_back(at::zeros_like(p));
+      m2.push_back(at::zeros_like(p));
+    }
+    std::vector<at::Tensor> targets, coeff_rows;
+    for (const auto& p : items) {
+      targets.push_back(p.target_crop.unsqueeze(0));
+      coeff_rows.push_back(p.coeffs);
+    }
+    const at::Tensor target = at::cat(targets).to(device_), coeffs = at::cat(coeff_rows).to(device_);
+    const at::Tensor boxes = crop_frame_boxes(B).to(device_);
+    at::Tensor target_feat;
+    if (vgg_) {
+      at::NoGradGuard ng;
+      target_feat = lpips_features(target);
+    }
+    for (size_t i = 0; i < noise.size(); ++i) noise_layers_[i]->noise_override = noise[i];
+    sg::SynthesisOptions so;
+    so.noise_mode = sg::NoiseMode::kConst;
+    const int64_t wdim = w_opt.size(1), num_ws = G_->num_ws();
+    std::vector<double> last(static_cast<size_t>(B), 0.0);
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    for (int step = 0; step < s.steps; ++step) {
+      const double t = double(step) / s.steps;
+      const double wns = projector_w_noise_scale(s, w_std_, t);
+      const double lr = projector_learning_rate(s, t);
+      std::vector<at::Tensor> wn;
+      for (auto& g : gens) wn.push_back(at::randn({1, wdim}, g, fopt));
+      const at::Tensor w_noise = at::cat(wn).to(device_) * wns;
+      const at::Tensor ws = (w_opt + w_noise).unsqueeze(1).expand({B, num_ws, wdim});
+      const at::Tensor T = (G_->synthesis->forward(ws, so) + 1) * (255.0 / 2);
+      const f3::Rendered r = renderer_.render(T, coeffs, boxes, o_.crop_resolution);
+      const at::Tensor synth = target * (1 - r.mask) + r.mask * r.rgb;
+      at::Tensor loss_i = s.l1_weight * (synth - target).abs().mean({1, 2, 3});
+      if (vgg_) loss_i = loss_i + (target_feat - lpips_features(synth)).square().sum(1);
+      at::Tensor reg = at::zeros({B}, w_opt.options().requires_grad(false));
+      for (const auto& n : noise) reg = reg + noise_regularizer(n);
+      loss_i = loss_i + s.regularize_noise_weight * reg;
+      for (const auto& p : params) p.mutable_grad() = at::Tensor();
+      loss_i.sum().backward();
+      {
+        at::NoGradGuard ng;
+        const double bc1 = 1 - std::pow(b1, step + 1), bc2 = 1 - std::pow(b2, step + 1);
+        for (size_t i = 0; i < params.size(); ++i) {
+          at::Tensor g = params[i].grad();
+          if (!g.defined()) continue;
+          m1[i].mul_(b1).add_(g, 1 - b1);
+          m2[i].mul_(b2).addcmul_(g, g, 1 - b2);
+          const at::Tensor denom = (m2[i] / bc2).sqrt_().add_(eps);
+          params[i].addcdiv_(m1[i], denom, -lr / bc1);
+        }
+        for (auto& n : noise) {  // renormalise each image's maps
+          n.sub_(n.mean({1, 2, 3}, true));
+          n.mul_(n.square().mean({1, 2, 3}, true).rsqrt());
+        }
+      }
+      if (step == s.steps - 1) {
+        const at::Tensor lc = loss_i.detach().to(at::kCPU, at::kDouble);
+        for (int64_t i = 0; i < B; ++i) last[size_t(i)] = lc[i].item<double>();
+      }
+    }
+    Projection out;
+    {
+      at::NoGradGuard ng;
+      const at::Tensor ws = w_opt.detach().unsqueeze(1).expand({B, num_ws, wdim});
+      out.texture = ((G_->synthesis->forward(ws, so) + 1) * (255.0 / 2)).clamp(0, 255).to(at::kCPU);
+    }
+    for (auto& layer : noise_layers_) layer->noise_override = at::Tensor();
+    out.w = w_opt.detach().to(at::kCPU);
+    out.final_loss = last;
+    return out;
+  }
+
+  // Writes OUT/<name>/ through a temporary folder.
+  void write_item(const Prepared& p, const at::Tensor& texture, const at::Tensor& w, double final_loss,
+                  double seconds) {
+    at::NoGradGuard ng;
+    const fs::path final_dir = o_.out / p.item.name;
+    const fs::path tmp = o_.out / fmt::format(".partial-{}-{}", p.item.name, ::getpid());
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    fs::create_directories(tmp);
+    const at::Tensor T = texture.unsqueeze(0).to(device_);  // [1, 3, t, t] 0-255
+    const int64_t H = p.image.size(1), W = p.image.size(2), side = std::max(H, W);
+    const int64_t rc = o_.crop_resolution;
+    // Full frame (the target's own camera) and crop frame.
+    const f3::Rendered full = renderer_.render(T, p.coeffs.to(device_), p.crop.to(device_), side);
+    const at::Tensor full_rgb = full.rgb[0].narrow(1, 0, H).narrow(2, 0, W).to(at::kCPU);
+    const at::Tensor full_mask = full.mask[0].narrow(1, 0, H).narrow(2, 0, W).to(at::kCPU);
+    const at::Tensor composed = p.image * (1 - full_mask) + full_mask * full_rgb;
+    const at::Tensor boxes = crop_frame_boxes(1).to(device_);
+    const f3::Rendered crop = renderer_.render(T, p.coeffs.to(device_), boxes, rc);
+    const at::Tensor crop_rgb = crop.rgb[0].to(at::kCPU), crop_mask = crop.mask[0].to(at::kCPU);
+    const at::Tensor composed_crop = p.target_crop * (1 - crop_mask) + crop_mask * crop_rgb;
+    at::Tensor rot = p.coeffs.clone();
+    rot[0][layout_.id + layout_.exp + layout_.tex + 1] = 0.5;  // yaw
+    const f3::Rendered rotated = renderer_.render(T, rot.to(device_), boxes, rc);
+    write_bytes(tmp / "proj_tex.png", image_png(texture));
+    write_bytes(tmp / "proj_composed.png", image_png(composed));
+    write_bytes(tmp / "proj_composed_crop.png", image_png(composed_crop));
+    write_bytes(tmp / "target.png", image_png(p.image));
+    write_bytes(tmp / "target_crop.png", image_png(p.target_crop));
+    write_bytes(tmp / "mask.png", image_png(full_mask * 255));
+    write_bytes(tmp / "mask_crop.png", image_png(crop_mask * 255));
+    write_bytes(tmp / "rendered_rot.png", image_png((rotated.rgb[0] * rotated.mask[0]).to(at::kCPU)));
+    const f3::PosedFace posed = f3::pose_face(o_.model, f3::split_coeffs(p.coeffs, layout_));
+    f3::write_textured_obj(tmp, "proj_model", posed.vertices[0], o_.model.uv.to(at::kCPU), o_.model.triangles.to(at::kCPU),
+                           texture.round().to(at::kByte));
+    // Scores: full frame (spec §7.1 step 6) and the masked crop metrics of §9.1 (0-1 units).
+    const at::Tensor t01 = p.target_crop / 255, r01 = composed_crop / 255;
+    const at::Tensor mt = t01 * crop_mask, mr = r01 * crop_mask;
+    const double msum = crop_mask.sum().item<double>();
+    json scores = {
+        {"psnr", image_psnr(p.image, composed)},
+        {"ssim", image_ssim(p.image, composed)},
+        {"l1", (composed - p.image).abs().mean().item<double>()},
+        {"crop_masked",
+         {{"psnr", image_psnr(mt, mr)},
+          {"ssim", image_ssim(mt, mr)},
+          {"l1", msum > 0 ? (mt - mr).abs().sum().item<double>() / (3 * msum) : 0.0}}},
+        {"final_loss", final_loss}};
+    const ProjectorSchedule& s = o_.schedule;
+    const at::Tensor wc = w.contiguous();
+    json result = {
+        {"format", "facetex-reconstruct"},
+        {"version", 1},
+        {"input", p.item.source},
+        {"name", p.item.name},
+        {"index", p.item.index},
+        {"image_size", {W, H}},
+        {"scores", scores},
+        {"lpips", vgg_ ? json(o_.lpips_vgg.string()) : json("off (no --lpips-vgg given): loss = 0.001*L1 + noise reg")},
+        {"geometry",
+         {{"source", recon_ ? "ReconNet " + o_.recon_weights.string() : std::string("dlib landmarks + landmark fit")},
+          {"model", o_.model_name},
+          {"fit_residual_px", p.residual_px},
+          {"crop", std::vector<float>(p.crop.data_ptr<float>(), p.crop.data_ptr<float>() + 3)},
+          {"coeffs", std::vector<float>(p.coeffs.data_ptr<float>(), p.coeffs.data_ptr<float>() + p.coeffs.numel())}}},
+        {"w", std::vector<float>(wc.data_ptr<float>(), wc.data_ptr<float>() + wc.numel())},
+        {"settings",
+         {{"checkpoint", o_.checkpoint.string()},
+          {"steps", s.steps},
+          {"w_avg_samples", s.w_avg_samples},
+          {"truncation_psi", s.truncation_psi},
+          {"initial_learning_rate", s.initial_learning_rate},
+          {"initial_noise_factor", s.initial_noise_factor},
+          {"lr_rampup_length", s.lr_rampup_length},
+          {"lr_rampdown_length", s.lr_rampdown_length},
+          {"noise_ramp_length", s.noise_ramp_length},
+          {"regularize_noise_weight", s.regularize_noise_weight},
+          {"l1_weight", s.l1_weight},
+          {"crop_resolution", o_.crop_resolution},
+          {"batch", o_.batch},
+          {"seed", o_.seed},
+          {"device", o_.device}}},
+        {"seconds", seconds},
+        {"created_by", fmt::format("facetex {} reconstruct", FACETEX_VERSION)}};
+    write_bytes(tmp / "result.json", result.dump(2) + "\n");
+    fs::remove_all(final_dir, ec);  // an incomplete folder of an earlier run (no result.json): replaced
+    fs::rename(tmp, final_dir, ec);
+    FACETEX_CHECK_RUNTIME(!ec, "{}: cannot rename into place: {}", final_dir.string(), ec.message());
+  }
+
+ private:
+  const ReconstructOptions& o_;
+  at::Device device_;
+  FaceRenderer renderer_;
+  f3::CoeffLayout layout_;
+  std::shared_ptr<sg::Generator> G_;
+  std::vector<std::shared_ptr<sg::SynthesisLayer>> noise_layers_;
+  std::shared_ptr<models::aux::ReconNet> recon_;
+  std::unique_ptr<torch::jit::Module> vgg_;
+  std::unique_ptr<LandmarkSource> landmarks_;
+  at::Tensor w_avg_;
+  double w_std_ = 0;
+};
+
+std::vector<InputItem> list_inputs(const fs::path& inputs, std::shared_ptr<const data::Dataset>& dataset) {
+  std::vector<InputItem> items;
+  FACETEX_CHECK_DATA(fs::exists(inputs), "{}: no such input folder", inputs.string());
+  if (fs::is_regular_file(inputs / "dataset.json")) {
+    dataset = data::Dataset::open(inputs, data::OnCorrupt::kSkip);
+    for (const auto& shard : dataset->shards()) {
+      for (int64_t r = 0; r < shard->count(); ++r) {
+        InputItem it;
+        it.source = shard->key(r);
+        it.shard = shard.get();
+        it.row = r;
+        items.push_back(it);
+      }
+    }
+    std::stable_sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.source < b.source; });
+  } else {
+    FACETEX_CHECK_DATA(fs::is_directory(inputs), "{}: not a folder of photos or a packed dataset", inputs.string());
+    for (const auto& e : fs::recursive_directory_iterator(inputs, fs::directory_options::skip_permission_denied)) {
+      if (!e.is_regular_file()) continue;
+      const std::string rel = fs::relative(e.path(), inputs).generic_string();
+      if (rel.empty() || rel[0] == '.' || rel.find("/.") != std::string::npos) continue;  // hidden files
+      InputItem it;
+      it.source = rel;
+      it.file = e.path();
+      items.push_back(it);
+    }
+    std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.source < b.source; });
+  }
+  // Names: the path without its extension ('/' -> '_'); inputs that would collide keep their extension.
+  std::map<std::string, int> uses;
+  auto stem_of = [](const std::string& s) {
+    const auto slash = s.rfind('/');
+    const auto dot = s.rfind('.');
+    return (dot != std::string::npos && (slash == std::string::npos || dot > slash + 1)) ? s.substr(0, dot) : s;
+  };
+  for (const auto& it : items) ++uses[sanitize(stem_of(it.source))];
+  for (size_t i = 0; i < items.size(); ++i) {
+    items[i].index = static_cast<int64_t>(i);
+    const std::string stem = sanitize(stem_of(items[i].source));
+    items[i].name = uses[stem] > 1 ? sanitize(items[i].source) : stem;
+  }
+  return items;
+}
+
+}  // namespace
+
+ReconstructResult reconstruct(const ReconstructOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto& log = log::get("reconstruct");
+  register_reconstruct_metrics();
+  FACETEX_CHECK_USAGE(o.batch >= 1, "--batch must be >= 1");
+  FACETEX_CHECK_USAGE(o.schedule.steps >= 1 && o.schedule.w_avg_samples >= 2, "--steps must be >= 1");
+  FACETEX_CHECK_USAGE(o.crop_resolution >= 16, "--crop-resolution must be >= 16");
+  FACETEX_CHECK_USAGE(static_cast<bool>(o.landmarks.make), "reconstruct: no landmark source");
+  if (!o.recon_weights.empty()) {
+    const f3::CoeffLayout l = f3::CoeffLayout::for_model(o.model);
+    FACETEX_CHECK_USAGE(l.id == 80 && l.exp == 64 && l.tex == 80,
+                        "--recon-weights: ReconNet outputs the 257 BFM coefficients; the face model '{}' has {}/{}/{}",
+                        o.model_name, l.id, l.exp, l.tex);
+  }
+  cluster::install_preemption_handlers();
+  std::shared_ptr<const data::Dataset> dataset;
+  const std::vector<InputItem> all = list_inputs(o.inputs, dataset);
+  const Range mine = part_range(static_cast<int64_t>(all.size()), o.part);
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  FACETEX_CHECK_RUNTIME(!ec, "{}: cannot create output folder: {}", o.out.string(), ec.message());
+
+  ReconstructResult res;
+  res.inputs = mine.size();
+  res.manifest_path = o.out / (o.part.whole() ? std::string("manifest.jsonl")
+                                              : fmt::format("manifest.part-{}-of-{}.jsonl", o.part.index, o.part.count));
+  // The earlier run's lines, by input.
+  std::map<std::string, json> lines;
+  if (fs::is_regular_file(res.manifest_path)) {
+    std::istringstream in(read_file(res.manifest_path));
+    std::string line;
+    while (std::getline(in, line)) {
+      try {
+        json j = json::parse(line);
+        lines[j.at("input").get<std::string>()] = j;
+      } catch (const std::exception&) {
+      }
+    }
+  }
+  std::vector<const InputItem*> pending;
+  for (int64_t i = mine.begin; i < mine.end; ++i) {
+    const InputItem& it = all[static_cast<size_t>(i)];
+    const bool folder_done = fs::is_regular_file(o.out / it.name / "result.json");
+    auto found = lines.find(it.source);
+    const std::string status = found == lines.end() ? "" : found->second.value("status", "");
+    if (folder_done) {
+      if (status != "ok") lines[it.source] = json{{"input", it.source}, {"name", it.name}, {"status", "ok"}, {"message", ""}};
+      ++res.skipped;
+    } else if (status == "no_face" || status == "bad_input") {
+      ++res.skipped;
+    } else {
+      pending.push_back(&it);
+      // Stale temporary folders of this item (a killed run).
+      for (const auto& e : fs::directory_iterator(o.out, ec)) {
+        if (e.path().filename().string().rfind(".partial-" + it.name + "-", 0) == 0) fs::remove_all(e.path(), ec);
+      }
+    }
+  }
+  auto write_manifest = [&]() {
+    std::string text;
+    for (int64_t i = mine.begin; i < mine.end; ++i) {
+      auto f = lines.find(all[static_cast<size_t>(i)].source);
+      if (f != lines.end()) text += f->second.dump() + "\n";
+    }
+    write_file_atomic(res.manifest_path, text);
+  };
+  log.info("reconstruct: {} inputs in part {} ({} of {} in all), {} finished earlier, {} to do; batch {}, {} steps, "
+           "crop {}^2, device {}",
+           mine.size(), o.part.str(), mine.size(), all.size(), res.skipped, pending.size(), o.batch, o.schedule.steps,
+           o.crop_resolution, o.device);
+  if (pending.empty()) {
+    write_manifest();
+    res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return res;
+  }
+  Reconstructor rec(o);
+  res.lpips = rec.lpips();
+  auto record = [&](const InputItem& it, const std::string& status, const std::string& message) {
+    lines[it.source] = json{{"input", it.source}, {"name", it.name}, {"status", status}, {"message", message}};
+    metrics::counter("facetex_reconstruct_items_total", "Inputs finished by facetex reconstruct, by status",
+                     {{"status", status}})
+        .inc();
+    if (status == "ok") ++res.ok;
+    else if (status == "no_face") ++res.no_face;
+    else if (status == "bad_input") ++res.bad_input;
+    else ++res.error;
+    if (status != "ok") log.warn("{}: {}: {}", it.source, status, message);
+  };
+  Progress progress("reconstruct", static_cast<int64_t>(pending.size()), "inputs", "reconstruct");
+  size_t next = 0;
+  while (next < pending.size()) {
+    // Gather up to B prepared photos; inputs that end early (bad input, no face, error) are recorded on the way.
+    std::vector<Prepared> batch;
+    while (next < pending.size() && static_cast<int>(batch.size()) < o.batch) {
+      const InputItem& it = *pending[next++];
+      Prepared p;
+      try {
+        if (auto outcome = rec.prepare(it, p)) {
+          record(it, outcome->status, outcome->message);
+          progress.advance();
+        } else {
+          batch.push_back(std::move(p));
+        }
+      } catch (const std::exception& e) {
+        record(it, "error", e.what());
+        progress.advance();
+      }
+    }
+    if (!batch.empty()) {
+      const auto tp = std::chrono::steady_clock::now();
+      std::optional<Reconstructor::Projection> proj;
+      std::string failure;
+      try {
+        proj = rec.project(batch);
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
+      res.projection_seconds += secs;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        const InputItem& it = batch[i].item;
+        if (!proj) {
+          record(it, "error", "projection failed: " + failure);
+        } else {
+          try {
+            rec.write_item(batch[i], proj->texture[int64_t(i)], proj->w[int64_t(i)], proj->final_loss[i],
+                           secs / double(batch.size()));
+            record(it, "ok", "");
+          } catch (const std::exception& e) {
+            record(it, "error", e.what());
+          }
+        }
+        progress.advance();
+      }
+    }
+    write_manifest();
+    if (cluster::preemption_requested() && next < pending.size()) {
+      log.warn("preemption signal {}: the batch is written, stopping with {} inputs left",
+               cluster::preemption_signal(), pending.size() - next);
+      res.preempted = true;
+      break;
+    }
+  }
+  progress.finish();
+  write_manifest();
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+}  // namespace facetex::train
