@@ -256,6 +256,41 @@ TEST(Reconstruct, SigtermFinishesTheBatchExits75AndRerunSkipsFinishedItems) {
   for (const auto& [input, line] : m) EXPECT_EQ(line["status"], "ok") << input;
 }
 
+// The LPIPS path with a stand-in TorchScript file of NVIDIA's vgg16.pt interface (forward(img, resize_images,
+// return_lpips) -> [B, F] unit-normalised features of 0-255 images), scripted by Debian's python3-torch; it insists
+// on resize_images=False and return_lpips=True, so a wrong call fails the run.
+TEST(Reconstruct, LpipsTorchScriptInterface) {
+  FACETEX_REQUIRE_ASSETS();
+  const std::string python = "/usr/bin/python3";
+  if (test::run_command(python + " -c 'import torch'").exit_code != 0) GTEST_SKIP() << "no python3-torch";
+  test::TempDir dir;
+  const std::string script = R"(
+import sys, torch
+class Stub(torch.nn.Module):
+    def forward(self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False) -> torch.Tensor:
+        assert not resize_images and return_lpips
+        f = torch.nn.functional.adaptive_avg_pool2d(img / 127.5 - 1, [8, 8]).flatten(1)
+        return f / f.square().sum(dim=1, keepdim=True).sqrt()
+torch.jit.script(Stub()).save(sys.argv[1])
+)";
+  test::write_bytes(dir / "make.py", script);
+  auto r = test::run_command(python + " " + (dir / "make.py").string() + " " + (dir / "vgg16.pt").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const fs::path in = dir / "in";
+  fs::create_directories(in);
+  fs::copy_file(face("2008_002079.jpg"), in / "a.jpg");
+  r = run_facetex(common_args(in, dir / "out", "--lpips-vgg " + (dir / "vgg16.pt").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("LPIPS on"), std::string::npos) << r.out;
+  const json res = json::parse(test::read_bytes(dir / "out" / "a" / "result.json"));
+  EXPECT_EQ(res["lpips"], (dir / "vgg16.pt").string());
+  EXPECT_TRUE(std::isfinite(res["scores"]["final_loss"].get<double>()));
+  // A missing file is a data error (exit 3) naming it.
+  r = run_facetex(common_args(in, dir / "out2", "--lpips-vgg " + (dir / "nope.pt").string()));
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_NE(r.err.find("nope.pt"), std::string::npos) << r.err;
+}
+
 TEST(Reconstruct, PartsAreDisjointAndCoverTheInputs) {
   FACETEX_REQUIRE_ASSETS();
   test::TempDir dir;
