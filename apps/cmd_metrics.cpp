@@ -124,6 +124,8 @@ void add_metrics_commands(Cli& cli) {
   cli.option(recon, "--mask", "metrics.mask", "Folder of masks (first channel, /255), same relative paths");
   cli.option(recon, "--face-api", "metrics.face_api", "face-api's face_recognition_model-weights_manifest.json "
              "(identity column; 'none' to skip)", kFaceApiManifest);
+  cli.option(recon, "--lightcnn", "metrics.lightcnn", "LightCNN-29v2 weights converted by `facetex convert "
+             "torch-state-dict --key state_dict --prefix-strip module.` (identity column id_cos_lightcnn, as the paper)");
   cli.option(recon, "--landmarks", "metrics.landmarks", "dlib 68-point shape predictor for the identity chips "
              "('none': whole images resized)", kShapePredictor);
   cli.option(recon, "--device", "metrics.device", "cpu | cuda", "cpu");
@@ -143,12 +145,13 @@ void add_metrics_commands(Cli& cli) {
     const std::string face_api = c.get_string("metrics.face_api", kFaceApiManifest);
     const std::string landmarks = c.get_string("metrics.landmarks", kShapePredictor);
     if (face_api != "none") o.face_api_manifest = face_api;
+    o.light_cnn = c.get_string("metrics.lightcnn", "");
     if (landmarks != "none") o.shape_predictor = landmarks;
     o.device = c.get_string("metrics.device", "cpu");
     const auto comm = metrics_communicator();
     const train::metrics::ReconEvalReport r = train::metrics::evaluate_recon(items, o, comm.get());
     if (comm->rank() != 0) return 0;
-    const bool id = !o.face_api_manifest.empty();
+    const bool id = !o.face_api_manifest.empty() || !o.light_cnn.empty();
     std::printf("items %zu  SSIM %.6f  PSNR %.6f  L1 %.6f  %s %s\n", r.items.size(), r.ssim, r.psnr, r.l1,
                 r.id_label.c_str(), id ? fmt::format("{:.6f}", r.id_cos).c_str() : "n/a");
     const std::string out = c.get_string("metrics.out", "");

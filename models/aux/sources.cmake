@@ -16,5 +16,5 @@ list(APPEND FACETEX_MODELS_SOURCES
   aux/mtcnn_nets.cpp aux/mtcnn_boxes.cpp aux/area_crops.cpp aux/mtcnn.cpp aux/aux_factory.cpp)
 # dlib's face-recognition ResNet in LibTorch (weights from face-api's tfjs files) and dlib's face-chip extraction
 # (dlib_face_chip.cpp is a dlib translation unit, so it skips the torch precompiled header too).
-list(APPEND FACETEX_MODELS_SOURCES aux/dlib_face_resnet.cpp aux/dlib_face_chip.cpp)
+list(APPEND FACETEX_MODELS_SOURCES aux/dlib_face_resnet.cpp aux/dlib_face_chip.cpp aux/light_cnn.cpp)
 set_source_files_properties(aux/dlib_face_chip.cpp PROPERTIES SKIP_PRECOMPILE_HEADERS ON)

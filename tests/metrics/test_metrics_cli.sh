@@ -95,4 +95,18 @@ assert len(three["items"]) == 11 and "id_cos_dlib" not in three
 for k in ("ssim", "psnr", "l1"):
     assert abs(one[k] - three[k]) < 1e-12, (k, one[k], three[k])
 PY
+
+# LightCNN-29v2 identity column with a random-weight network in the published layout (needs python3-torch).
+if /usr/bin/python3 -c 'import torch, numpy, h5py' 2>/dev/null; then
+  /usr/bin/python3 "$SRC/tests/metrics/make_light_cnn_reference.py" "$T"
+  /usr/bin/python3 "$SRC/tools/convert_torch_state_dict.py" "$T/light_cnn.pth" "$T/light_cnn.h5" --key state_dict \
+    --prefix-strip module. --name light_cnn
+  "$BIN" metrics recon --outputs "$T/out" --lightcnn "$T/light_cnn.h5" --out "$T/recon4.json"
+  /usr/bin/python3 - "$T" <<'PY'
+import json, sys
+r = json.load(open(f"{sys.argv[1]}/recon4.json"))
+assert "id_cos_lightcnn" in r and -1 <= r["id_cos_lightcnn"] <= 1, r
+print("id_cos_lightcnn (random weights, smoke value):", r["id_cos_lightcnn"])
+PY
+fi
 echo "metrics cli: ok"

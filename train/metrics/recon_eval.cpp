@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "data/image_codec.h"
 #include "models/aux/dlib_face_resnet.h"
+#include "models/aux/light_cnn.h"
 #include "train/metrics/features.h"
 #include "train/metrics/recon_metrics.h"
 
@@ -88,7 +89,12 @@ ReconEvalReport evaluate_recon(const std::vector<ReconItem>& items, const ReconE
   const c10::Device device(o.device);
   std::unique_ptr<models::aux::DlibFaceResNet> net;
   std::unique_ptr<models::aux::DlibLandmarker> landmarker;
-  if (!o.face_api_manifest.empty()) net = std::make_unique<models::aux::DlibFaceResNet>(o.face_api_manifest, device);
+  std::shared_ptr<models::aux::LightCnn29v2> light_cnn;
+  if (!o.light_cnn.empty()) {
+    light_cnn = models::aux::load_light_cnn(o.light_cnn, "", device);
+  } else if (!o.face_api_manifest.empty()) {
+    net = std::make_unique<models::aux::DlibFaceResNet>(o.face_api_manifest, device);
+  }
   if (net && !o.shape_predictor.empty()) landmarker = std::make_unique<models::aux::DlibLandmarker>(o.shape_predictor);
   const int rank = comm ? comm->rank() : 0, size = comm ? comm->size() : 1;
   const int64_t n = static_cast<int64_t>(items.size());
@@ -101,7 +107,10 @@ ReconEvalReport evaluate_recon(const std::vector<ReconItem>& items, const ReconE
                        "{}: target, reconstruction and mask differ in size", it.name);
     const ReconScores s = masked_recon_metrics(chw01(target), chw01(pred), chw01(mask).narrow(0, 0, 1));
     double id = std::numeric_limits<double>::quiet_NaN(), face = 0;
-    if (net) {
+    if (light_cnn) {
+      const at::Tensor f = light_cnn->identity_features(at::stack({chw01(target), chw01(pred)}));
+      id = cosine_similarity_rows(f.narrow(0, 0, 1), f.narrow(0, 1, 1))[0].item<double>();
+    } else if (net) {
       std::vector<std::vector<uint8_t>> chips;
       std::vector<models::aux::DetectedFace> faces;
       if (landmarker) faces = landmarker->detect(target.rgb.data(), target.height, target.width);
@@ -127,6 +136,7 @@ ReconEvalReport evaluate_recon(const std::vector<ReconItem>& items, const ReconE
   const at::Tensor local = rows.empty() ? at::zeros({0, 5}, at::kDouble) : at::cat(rows);
   const at::Tensor all = allgather_strided_rows(local, n, comm);
   ReconEvalReport r;
+  if (light_cnn) r.id_label = "id_cos_lightcnn";
   auto a = all.accessor<double, 2>();
   int64_t finite_psnr = 0;
   for (int64_t i = 0; i < n; ++i) {

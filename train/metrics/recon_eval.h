@@ -1,6 +1,7 @@
 // `facetex metrics recon`: the reconstruction metrics of recon_test.py (recon_metrics.h) over a set of items, plus
-// identity cosine similarity with dlib's face-recognition ResNet (LightCNN-29v2, the paper's choice, is not
-// implemented: the identity column is labelled id_cos_dlib). Items come from
+// identity cosine similarity: with LightCNN-29v2 when its converted weights are given (the paper's choice: unmasked
+// crops, channel mean, 128x128, 256-D fc feature; column id_cos_lightcnn), otherwise with dlib's face-recognition
+// ResNet (column id_cos_dlib, described below). Items come from
 //   - a reconstruction output folder: every sub-folder holding target_crop.png, proj_composed_crop.png and
 //     mask_crop.png (the per-sample files of the paper's projector, spec §7/§9.1), or, without the crops,
 //     target.png, proj_composed.png and mask.png; or
@@ -31,7 +32,8 @@ std::vector<ReconItem> match_recon_folders(const std::filesystem::path& pred_dir
                                            const std::filesystem::path& mask_dir);
 
 struct ReconEvalOptions {
-  std::filesystem::path face_api_manifest;  // empty: no identity column
+  std::filesystem::path light_cnn;          // converted LightCNN-29v2 weights; takes precedence over face_api
+  std::filesystem::path face_api_manifest;  // empty (and no light_cnn): no identity column
   std::filesystem::path shape_predictor;    // empty: chips by resizing the whole image
   std::string device = "cpu";
 };
