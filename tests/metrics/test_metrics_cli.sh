@@ -86,6 +86,7 @@ for n in $(seq 0 10); do
   cp "$T/target/$n.jpg" "$T/out/$n/target.png"; cp "$T/pred/$n.jpg" "$T/out/$n/proj_composed.png"
   cp "$T/mask/$n.jpg" "$T/out/$n/mask.png"
 done
+mkdir -p "$T/out/.partial-x-1" && cp "$T/out/0/"* "$T/out/.partial-x-1/"  # an unfinished item: not counted
 "$BIN" metrics recon --outputs "$T/out" --face-api none --out "$T/recon3.json"
 /usr/bin/python3 - "$T" <<'PY'
 import json, sys

@@ -49,8 +49,16 @@ std::vector<ReconItem> find_recon_outputs(const fs::path& dir) {
   FACETEX_CHECK_DATA(fs::is_directory(dir), "{}: no such folder", dir.string());
   std::vector<ReconItem> items;
   std::vector<fs::path> subdirs;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_directory()) subdirs.push_back(e.path());
+  // Hidden folders are skipped: `facetex reconstruct` writes each item into .partial-<name>-<pid> and renames it
+  // into place when complete.
+  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
+    if (!it->is_directory()) continue;
+    if (it->path().filename().string().rfind('.', 0) == 0) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    subdirs.push_back(it->path());
+  }
   subdirs.push_back(dir);
   std::sort(subdirs.begin(), subdirs.end());
   for (const auto& d : subdirs) {

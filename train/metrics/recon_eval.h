@@ -2,7 +2,7 @@
 // identity cosine similarity: with LightCNN-29v2 when its converted weights are given (the paper's choice: unmasked
 // crops, channel mean, 128x128, 256-D fc feature; column id_cos_lightcnn), otherwise with dlib's face-recognition
 // ResNet (column id_cos_dlib, described below). Items come from
-//   - a reconstruction output folder: every sub-folder holding target_crop.png, proj_composed_crop.png and
+//   - a reconstruction output folder (`facetex reconstruct --out`): every non-hidden sub-folder holding target_crop.png, proj_composed_crop.png and
 //     mask_crop.png (the per-sample files of the paper's projector, spec §7/§9.1), or, without the crops,
 //     target.png, proj_composed.png and mask.png; or
 //   - three folders of PNG/JPEG files matched by relative path: --pred, --target, --mask.
