@@ -291,6 +291,33 @@ torch.jit.script(Stub()).save(sys.argv[1])
   EXPECT_NE(r.err.find("nope.pt"), std::string::npos) << r.err;
 }
 
+// --inputs may be a packed dataset: rows by key, the same statuses and outputs.
+TEST(Reconstruct, PackedShardsAsInputs) {
+  FACETEX_REQUIRE_ASSETS();
+  test::TempDir dir;
+  const fs::path in = dir / "in", shards = dir / "shards";
+  fs::create_directories(in);
+  fs::copy_file(face("2008_002079.jpg"), in / "a.jpg");
+  fs::copy_file(face("2008_001322.jpg"), in / "b.jpg");
+  test::write_bytes(in / "c.png", data::encode_png(test::make_image(96, 96, 4)));
+  auto r = run_facetex(fmt::format("data pack --images {} --out {} --resolution 256 --square center-crop "
+                                   "--allow-upscale --log-level warn",
+                                   in.string(), shards.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = run_facetex(common_args(shards, dir / "out", "--batch 2"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto m = manifest(dir / "out" / "manifest.jsonl");
+  ASSERT_EQ(m.size(), 3u) << r.out;
+  int ok = 0;
+  for (const auto& [input, line] : m) {
+    if (line["status"] == "ok") {
+      ++ok;
+      EXPECT_EQ(read_png(dir / "out" / line["name"].get<std::string>() / "target.png").rows, 256);
+    }
+  }
+  EXPECT_GE(ok, 1) << r.out;
+}
+
 TEST(Reconstruct, PartsAreDisjointAndCoverTheInputs) {
   FACETEX_REQUIRE_ASSETS();
   test::TempDir dir;
