@@ -208,11 +208,15 @@ TEST(Reconstruct, BatchedAndOneAtATimeAgree) {
     ASSERT_EQ(wa.size(), wb.size());
     double max_dw = 0;
     for (size_t i = 0; i < wa.size(); ++i) max_dw = std::max(max_dw, std::abs(wa[i] - wb[i]));
-    EXPECT_LT(max_dw, 1e-3) << name;
+    // Equal up to float rounding (batched vs single grouped convolutions), which Adam's normalised steps amplify a
+    // little where gradients are near zero.
+    EXPECT_LT(max_dw, 1e-4) << name;
     cv::Mat ta = read_png(dir / "b4" / name / "proj_tex.png"), tb = read_png(dir / "b1" / name / "proj_tex.png");
     double maxdiff = cv::norm(ta, tb, cv::NORM_INF);
-    EXPECT_LE(maxdiff, 2) << name;
+    EXPECT_LE(maxdiff, 1) << name;
     EXPECT_NEAR(a["scores"]["psnr"].get<double>(), b["scores"]["psnr"].get<double>(), 0.05) << name;
+    std::printf("%s: max |w_b4 - w_b1| %.2e, texture max diff %.0f, PSNR %.4f vs %.4f dB\n", name.c_str(), max_dw,
+                maxdiff, a["scores"]["psnr"].get<double>(), b["scores"]["psnr"].get<double>());
     ++compared;
   }
   EXPECT_GE(compared, 3);
