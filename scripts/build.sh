@@ -8,4 +8,4 @@ BUILD=${FACETEX_BUILD_DIR:-build}
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >"${TMPDIR:-/tmp}/facetex-configure.log" 2>&1 ||
   { cat "${TMPDIR:-/tmp}/facetex-configure.log"; exit 1; }
 grep -E "^-- facetex:" "${TMPDIR:-/tmp}/facetex-configure.log" || true
-cmake --build "$BUILD" -j"$(nproc)"
+cmake --build "$BUILD" -j"$(getconf _NPROCESSORS_ONLN)"

@@ -11,6 +11,8 @@ stamp assets; scripts/fetch_assets.sh
 stamp build;  scripts/build.sh
 stamp ctest
 # Missing assets fail the real-photo tests instead of skipping them; Open MPI may run as root in containers.
+# One test at a time by default: the multi-rank tests start 2-3 processes each and time their failure bounds
+# (FACETEX_TEST_JOBS=N to overlap). Not -j$(nproc): GNU nproc honours OMP_NUM_THREADS.
 export FACETEX_REQUIRE_ASSETS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-ctest --test-dir "${FACETEX_BUILD_DIR:-build}" --output-on-failure -j"$(nproc)" --timeout 600 "$@"
+ctest --test-dir "${FACETEX_BUILD_DIR:-build}" --output-on-failure -j"${FACETEX_TEST_JOBS:-1}" --timeout 600 "$@"
 stamp done

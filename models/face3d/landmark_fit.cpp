@@ -14,7 +14,6 @@ namespace facetex::models::face3d {
 namespace {
 
 // Same limit as resize_n_crop: a resized image larger than this per side means the fit is nonsense.
-constexpr int64_t kMaxResizedSide = 8192;
 
 // The model restricted to its 68 keypoints, in float64 on the CPU: centred mean positions and the basis rows.
 struct KeypointModel {
@@ -84,22 +83,16 @@ at::Tensor crop_boxes(const PosFit& fit, int64_t height, int64_t width, const Cr
   at::Tensor valid = at::zeros({b}, at::kBool);
   auto bb = bbox.accessor<float, 2>();
   auto va = valid.accessor<bool, 1>();
-  const double half = static_cast<double>(protocol.crop_size) / 2.0;
   for (int64_t i = 0; i < b; ++i) {
     for (int k = 0; k < 3; ++k) bb[i][k] = kNoFaceBbox[k];
     if (!fa[i]) continue;
-    const double scale = sa[i], t0 = ta[i][0], t1 = ta[i][1];
-    if (!(std::isfinite(scale) && scale > 0 && std::isfinite(t0) && std::isfinite(t1))) continue;
-    // Exactly resize_n_crop's arithmetic (pos_align.cpp), Python int() truncation included.
-    const double sp = protocol.rescale_factor / scale;
-    const double wd = width * sp, hd = height * sp;
-    if (!(wd >= 1 && hd >= 1 && wd <= kMaxResizedSide && hd <= kMaxResizedSide)) continue;
-    const int64_t w = static_cast<int64_t>(wd), h = static_cast<int64_t>(hd);
-    const int64_t left = static_cast<int64_t>(std::trunc(w / 2.0 - half + (t0 - width / 2.0) * sp));
-    const int64_t up = static_cast<int64_t>(std::trunc(h / 2.0 - half + (height / 2.0 - t1) * sp));
+    const double scale = sa[i];
+    // Exactly resize_n_crop's window (pos_align.h).
+    const std::optional<CropWindow> win = crop_window(scale, ta[i][0], ta[i][1], height, width, protocol);
+    if (!win) continue;
     va[i] = true;
-    bb[i][0] = static_cast<float>(left / sp);
-    bb[i][1] = static_cast<float>(up / sp);
+    bb[i][0] = static_cast<float>(win->left / win->rescale);
+    bb[i][1] = static_cast<float>(win->up / win->rescale);
     bb[i][2] = static_cast<float>(scale);
   }
   if (valid_out) *valid_out = valid;

@@ -72,6 +72,23 @@ PosFit pos_fit(const at::Tensor& lm2d, const at::Tensor& lm3d, int64_t img_heigh
   return fit;
 }
 
+std::optional<CropWindow> crop_window(double s, double t0, double t1, int64_t height, int64_t width,
+                                      const CropProtocol& protocol) {
+  if (!(std::isfinite(s) && s > 0 && std::isfinite(t0) && std::isfinite(t1))) return std::nullopt;
+  const double half = static_cast<double>(protocol.crop_size) / 2.0;
+  const double sp = protocol.rescale_factor / s;  // s'
+  const double wd = width * sp, hd = height * sp;
+  if (!(wd >= 1 && hd >= 1 && wd <= kMaxResizedSide && hd <= kMaxResizedSide)) return std::nullopt;
+  CropWindow win;
+  win.rescale = sp;
+  // Python int(): truncation toward zero.
+  win.resized_w = static_cast<int64_t>(wd);
+  win.resized_h = static_cast<int64_t>(hd);
+  win.left = static_cast<int64_t>(std::trunc(win.resized_w / 2.0 - half + (t0 - width / 2.0) * sp));
+  win.up = static_cast<int64_t>(std::trunc(win.resized_h / 2.0 - half + (height / 2.0 - t1) * sp));
+  return win;
+}
+
 AlignedCrop resize_n_crop(const at::Tensor& images, const PosFit& fit, const CropProtocol& protocol,
                           const at::Tensor& has_face) {
   FACETEX_CHECK_RUNTIME(images.dim() == 4 && at::isFloatingType(images.scalar_type()),
@@ -86,7 +103,6 @@ AlignedCrop resize_n_crop(const at::Tensor& images, const PosFit& fit, const Cro
   FACETEX_CHECK_RUNTIME(protocol.crop_size > 0 && protocol.rescale_factor > 0,
                         "resize_n_crop: crop size and rescale factor must be positive");
   const int64_t size = protocol.crop_size;
-  const double half = static_cast<double>(size) / 2.0;
   const at::Tensor t = fit.t.to(at::kCPU, at::kDouble).contiguous();
   const at::Tensor s = fit.s.to(at::kCPU, at::kDouble).contiguous();
   const at::Tensor face = has_face.defined() ? has_face.to(at::kCPU, at::kBool).contiguous() : at::ones({b}, at::kBool);
@@ -103,15 +119,11 @@ AlignedCrop resize_n_crop(const at::Tensor& images, const PosFit& fit, const Cro
   for (int64_t i = 0; i < b; ++i) {
     for (int k = 0; k < 3; ++k) bbox[i][k] = kNoFaceBbox[k];
     if (!fa[i]) continue;
-    const double scale = sa[i], t0 = ta[i][0], t1 = ta[i][1];
-    if (!(std::isfinite(scale) && scale > 0 && std::isfinite(t0) && std::isfinite(t1))) continue;
-    const double sp = protocol.rescale_factor / scale;  // s'
-    const double wd = width * sp, hd = height * sp;
-    if (!(wd >= 1 && hd >= 1 && wd <= kMaxResizedSide && hd <= kMaxResizedSide)) continue;
-    // Python int(): truncation toward zero.
-    const int64_t w = static_cast<int64_t>(wd), h = static_cast<int64_t>(hd);
-    const int64_t left = static_cast<int64_t>(std::trunc(w / 2.0 - half + (t0 - width / 2.0) * sp));
-    const int64_t up = static_cast<int64_t>(std::trunc(h / 2.0 - half + (height / 2.0 - t1) * sp));
+    const double scale = sa[i];
+    const std::optional<CropWindow> win = crop_window(scale, ta[i][0], ta[i][1], height, width, protocol);
+    if (!win) continue;
+    const double sp = win->rescale;
+    const int64_t w = win->resized_w, h = win->resized_h, left = win->left, up = win->up;
     valid[i] = true;
     bbox[i][0] = static_cast<float>(left / sp);
     bbox[i][1] = static_cast<float>(up / sp);

@@ -6,6 +6,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
+
 #include <cstdint>
 
 #include "models/face3d/morphable_model.h"
@@ -51,6 +53,16 @@ struct AlignedCrop {
 // No-face convention of the public code: a zero crop and bbox [2000, 2000, 1], which renders far off-screen, so the
 // mask is empty and the composite is the background.
 inline constexpr float kNoFaceBbox[3] = {2000.0f, 2000.0f, 1.0f};
+
+// One sample's crop window by resize_n_crop's arithmetic (Python int() truncation included): the resized image
+// size, the crop's top-left corner in it, and s' = rescale_factor / s. None for a non-finite fit or a degenerate or
+// oversized resize. The one place this arithmetic lives (resize_n_crop and the landmark fit's crop_boxes use it).
+struct CropWindow {
+  int64_t resized_h = 0, resized_w = 0, left = 0, up = 0;
+  double rescale = 0;  // s'
+};
+std::optional<CropWindow> crop_window(double s, double t0, double t1, int64_t height, int64_t width,
+                                      const CropProtocol& protocol = {});
 
 // images [B, C, H, W] floating point. Per sample: s' = rescale/s, w = int(W*s'), h = int(H*s'),
 // left = int(w/2 - T/2 + (t0 - W/2)*s'), up = int(h/2 - T/2 + (H/2 - t1)*s') (int() truncates toward zero like

@@ -102,7 +102,7 @@ MinJobAge=600
 KillWait=5
 # Start requeued and array jobs promptly (the defaults wait up to 30-60 s between scheduling passes).
 SchedulerParameters=bf_interval=1,sched_interval=1
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=4000 State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(getconf _NPROCESSORS_ONLN) RealMemory=4000 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF=$S/slurm.conf
