@@ -42,6 +42,8 @@ int run_reconstruct(const Config& c) {
   auto model = train::load_model_choice(c.get_string("reconstruct.model", "canonical"),
                                         static_cast<uint64_t>(c.get_int("reconstruct.model_seed", 0)),
                                         static_cast<int>(c.get_int("reconstruct.model_grid", 40)), assets);
+  o.id_weight = c.get_double("reconstruct.id_weight", 0.0);
+  o.face_api = c.get_string("reconstruct.face_api", (std::filesystem::path(assets) / "face-api").string());
   o.model = std::move(model.model);
   o.model_name = model.name;
   models::aux::DetectorOptions d;
@@ -80,6 +82,11 @@ void add_reconstruct_command(Cli& cli) {
   cli.option(cmd, "--recon-weights", "reconstruct.recon_weights",
              "ReconNet weights: geometry from the network instead of the landmark fit (BFM-layout --model)");
   cli.option(cmd, "--lpips-vgg", "reconstruct.lpips_vgg", "NVIDIA's vgg16.pt (TorchScript); without it LPIPS is off");
+  cli.option(cmd, "--id-weight", "reconstruct.id_weight",
+             "Identity term weight: W * (1 - cos) of dlib ResNet descriptors of the chips (0 = off)", "0");
+  cli.option(cmd, "--face-api", "reconstruct.face_api",
+             "face-api folder (or its face_recognition_model-weights_manifest.json) for --id-weight "
+             "(default: <assets>/face-api)");
   cli.option(cmd, "--model", "reconstruct.model", "Face model: canonical | synthetic | MAT:UV", "canonical");
   cli.option(cmd, "--model-seed", "reconstruct.model_seed", "Seed of the synthetic model", "0");
   cli.option(cmd, "--model-grid", "reconstruct.model_grid", "Grid of the synthetic model", "40");

@@ -26,6 +26,8 @@
 #include "data/dataset.h"
 #include "data/image_codec.h"
 #include "data/shard_reader.h"
+#include "models/aux/dlib_face_chip.h"
+#include "models/aux/dlib_face_resnet.h"
 #include "models/face3d/geometry.h"
 #include "models/face3d/obj_export.h"
 #include "models/face3d/pos_align.h"
@@ -112,6 +114,16 @@ std::optional<std::pair<int64_t, int64_t>> image_header_size(const std::string& 
   return std::nullopt;
 }
 
+fs::path face_api_manifest(const fs::path& face_api) {
+  if (face_api.empty()) return {};
+  if (fs::is_regular_file(face_api)) return face_api;
+  for (const fs::path& p : {face_api / "model" / "face_recognition_model-weights_manifest.json",
+                            face_api / "face_recognition_model-weights_manifest.json"}) {
+    if (fs::is_regular_file(p)) return p;
+  }
+  return {};
+}
+
 void register_reconstruct_metrics() {
   for (const char* s : {"ok", "no_face", "bad_input", "error"}) {
     metrics::counter("facetex_reconstruct_items_total", "Inputs finished by facetex reconstruct, by status",
@@ -174,6 +186,7 @@ struct Prepared {
   at::Tensor coeffs;       // [1, K]
   at::Tensor crop;         // [1, 3] original frame
   at::Tensor target_crop;  // [3, Rc, Rc] float 0-255 (CPU)
+  at::Tensor chip_to_crop; // [2, 3] float64: dlib chip pixel -> crop-frame pixel (identity term only)
   double residual_px = 0;
 };
 
@@ -210,6 +223,13 @@ class Reconstructor {
       vgg_->eval();
     }
     landmarks_ = o.landmarks.make();
+    if (o.id_weight > 0) {
+      const fs::path manifest = face_api_manifest(o.face_api);
+      FACETEX_CHECK_USAGE(!manifest.empty(), "--id-weight {}: face-api weights not found at {}", o.id_weight,
+                          o.face_api.string());
+      id_net_ = std::make_unique<models::aux::DlibFaceResNet>(manifest, device_);
+      id_manifest_ = manifest;
+    }
     // W statistics (spec §7.1 step 1): the mean and spread of mapped latents with truncation.
     {
       at::NoGradGuard ng;
@@ -235,6 +255,12 @@ class Reconstructor {
   }
 
   bool lpips() const { return vgg_ != nullptr; }
+  static constexpr int kChip = models::aux::DlibFaceResNet::kChipSize;
+
+  // The identity chips [B, 3, 150, 150] of crop-frame images [B, 3, Rc, Rc] (differentiable).
+  at::Tensor id_chips(const at::Tensor& crops, const at::Tensor& chip_to_crop) const {
+    return models::aux::sample_face_chips(crops, chip_to_crop.to(crops.device()), kChip);
+  }
 
   // Decode + geometry. Returns the outcome for items that end here (bad_input, no_face), else fills `p`.
   std::optional<Outcome> prepare(const InputItem& item, Prepared& p) {
@@ -291,6 +317,18 @@ class Reconstructor {
         f3::align_faces(p.image.unsqueeze(0), fit.lm5, f3::model_reference_lm3d(o_.model).to(at::kCPU), face, big);
     if (!a.valid[0].item<bool>()) return Outcome{"no_face", "face found but the alignment is degenerate"};
     p.target_crop = a.crop[0].clamp(0, 255).contiguous();
+    if (id_net_) {
+      // dlib's chip geometry from the original landmarks; its corners mapped into the crop frame (a scale and a
+      // shift, so the map stays affine).
+      const models::aux::FaceChipGeometry g = models::aux::face_chip_geometry(*lm, kChip, 0.25);
+      const at::Tensor m = at::tensor(std::vector<double>(g.m, g.m + 6), at::kDouble).view({2, 3});
+      const at::Tensor corners = at::tensor({0.0, 0.0, 1.0, double(kChip - 1), 0.0, 1.0, 0.0, double(kChip - 1), 1.0},
+                                            at::kDouble).view({3, 3});
+      const at::Tensor img_pts = at::matmul(corners, m.t()).unsqueeze(0);  // [1, 3, 2]
+      const at::Tensor c = f3::image_to_crop(img_pts, a.bbox, big)[0].to(at::kDouble);
+      const at::Tensor o0 = c[0], ex = (c[1] - c[0]) / double(kChip - 1), ey = (c[2] - c[0]) / double(kChip - 1);
+      p.chip_to_crop = at::stack({ex, ey, o0}, 1).contiguous();  // [2, 3]
+    }
     return std::nullopt;
   }
 
@@ -346,6 +384,14 @@ class Reconstructor {
       at::NoGradGuard ng;
       target_feat = lpips_features(target);
     }
+    at::Tensor chip_maps, target_desc;
+    if (id_net_) {
+      std::vector<at::Tensor> maps;
+      for (const auto& p : items) maps.push_back(p.chip_to_crop.unsqueeze(0));
+      chip_maps = at::cat(maps);
+      at::NoGradGuard ng;
+      target_desc = id_net_->descriptor(id_chips(target, chip_maps));
+    }
     for (size_t i = 0; i < noise.size(); ++i) noise_layers_[i]->noise_override = noise[i];
     sg::SynthesisOptions so;
     so.noise_mode = sg::NoiseMode::kConst;
@@ -365,6 +411,10 @@ class Reconstructor {
       const at::Tensor synth = target * (1 - r.mask) + r.mask * r.rgb;
       at::Tensor loss_i = s.l1_weight * (synth - target).abs().mean({1, 2, 3});
       if (vgg_) loss_i = loss_i + (target_feat - lpips_features(synth)).square().sum(1);
+      if (id_net_) {
+        const at::Tensor desc = id_net_->descriptor_differentiable(id_chips(synth, chip_maps));
+        loss_i = loss_i + o_.id_weight * (1 - at::cosine_similarity(desc, target_desc, 1));
+      }
       at::Tensor reg = at::zeros({B}, w_opt.options().requires_grad(false));
       for (const auto& n : noise) reg = reg + noise_regularizer(n);
       loss_i = loss_i + s.regularize_noise_weight * reg;
@@ -424,6 +474,20 @@ class Reconstructor {
     const f3::Rendered crop = renderer_.render(T, p.coeffs.to(device_), boxes, rc);
     const at::Tensor crop_rgb = crop.rgb[0].to(at::kCPU), crop_mask = crop.mask[0].to(at::kCPU);
     const at::Tensor composed_crop = p.target_crop * (1 - crop_mask) + crop_mask * crop_rgb;
+    json identity = {{"weight", o_.id_weight}};
+    if (id_net_) {
+      // The final composite (no w-noise) against the target, both through the same chip sampler.
+      const at::Tensor crops = at::stack({composed_crop, p.target_crop}).to(device_);
+      const at::Tensor chips = id_chips(crops, at::stack({p.chip_to_crop, p.chip_to_crop}));
+      const at::Tensor d = id_net_->descriptor(chips).to(at::kCPU, at::kDouble);
+      write_bytes(tmp / "id_chip_composed.png", image_png(chips[0]));
+      write_bytes(tmp / "id_chip_target.png", image_png(chips[1]));
+      identity["distance"] = 1 - at::cosine_similarity(d[0], d[1], 0).item<double>();
+      identity["euclidean"] = (d[0] - d[1]).norm().item<double>();
+      identity["face_api"] = id_manifest_.string();
+    } else {
+      identity["note"] = "off (--id-weight 0)";
+    }
     at::Tensor rot = p.coeffs.clone();
     rot[0][layout_.id + layout_.exp + layout_.tex + 1] = 0.5;  // yaw
     const f3::Rendered rotated = renderer_.render(T, rot.to(device_), boxes, rc);
@@ -450,7 +514,8 @@ class Reconstructor {
          {{"psnr", image_psnr(mt, mr)},
           {"ssim", image_ssim(mt, mr)},
           {"l1", msum > 0 ? (mt - mr).abs().sum().item<double>() / (3 * msum) : 0.0}}},
-        {"final_loss", final_loss}};
+        {"final_loss", final_loss},
+        {"identity_distance", identity.contains("distance") ? identity["distance"] : json(nullptr)}};
     const ProjectorSchedule& s = o_.schedule;
     const at::Tensor wc = w.contiguous();
     json result = {
@@ -462,6 +527,7 @@ class Reconstructor {
         {"image_size", {W, H}},
         {"scores", scores},
         {"lpips", vgg_ ? json(o_.lpips_vgg.string()) : json("off (no --lpips-vgg given): loss = 0.001*L1 + noise reg")},
+        {"identity", identity},
         {"geometry",
          {{"source", recon_ ? "ReconNet " + o_.recon_weights.string() : std::string("dlib landmarks + landmark fit")},
           {"model", o_.model_name},
@@ -481,6 +547,7 @@ class Reconstructor {
           {"noise_ramp_length", s.noise_ramp_length},
           {"regularize_noise_weight", s.regularize_noise_weight},
           {"l1_weight", s.l1_weight},
+          {"id_weight", o_.id_weight},
           {"crop_resolution", o_.crop_resolution},
           {"batch", o_.batch},
           {"seed", o_.seed},
@@ -503,6 +570,8 @@ class Reconstructor {
   std::shared_ptr<models::aux::ReconNet> recon_;
   std::unique_ptr<torch::jit::Module> vgg_;
   std::unique_ptr<LandmarkSource> landmarks_;
+  std::unique_ptr<models::aux::DlibFaceResNet> id_net_;
+  fs::path id_manifest_;
   at::Tensor w_avg_;
   double w_std_ = 0;
 };
@@ -561,6 +630,12 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
   FACETEX_CHECK_USAGE(o.schedule.steps >= 1 && o.schedule.w_avg_samples >= 2, "--steps must be >= 1");
   FACETEX_CHECK_USAGE(o.crop_resolution >= 16, "--crop-resolution must be >= 16");
   FACETEX_CHECK_USAGE(static_cast<bool>(o.landmarks.make), "reconstruct: no landmark source");
+  FACETEX_CHECK_USAGE(o.id_weight >= 0 && std::isfinite(o.id_weight), "--id-weight must be >= 0");
+  FACETEX_CHECK_USAGE(o.id_weight == 0 || !face_api_manifest(o.face_api).empty(),
+                      "--id-weight {} needs the dlib face-recognition ResNet weights: no "
+                      "face_recognition_model-weights_manifest.json at {} (or its model/ folder); give --face-api DIR "
+                      "(scripts/fetch_assets.sh installs assets/face-api)",
+                      o.id_weight, o.face_api.string());
   if (!o.recon_weights.empty()) {
     const f3::CoeffLayout l = f3::CoeffLayout::for_model(o.model);
     FACETEX_CHECK_USAGE(l.id == 80 && l.exp == 64 && l.tex == 80,

@@ -74,7 +74,17 @@ struct ReconstructOptions {
   models::face3d::LandmarkFitOptions fit;
   std::string device = "cpu";
   uint64_t seed = 0;
+  // Identity term (off at 0): loss += id_weight · (1 − cos(desc(chip(synth)), desc(chip(target)))) per image, with
+  // dlib's face-recognition ResNet (models/aux/dlib_face_resnet.h) on differentiable 150x150 dlib chips of the crop
+  // frame (the chip geometry from the target's 68 landmarks, mapped into the crop). face_api: face-api's folder
+  // (DIR/model/face_recognition_model-weights_manifest.json or DIR/face_recognition_model-weights_manifest.json) or
+  // the manifest itself; UsageError when id_weight > 0 and it is missing.
+  double id_weight = 0;
+  std::filesystem::path face_api;
 };
+
+// The face-recognition manifest that `face_api` names (a folder or the file), or empty when there is none.
+std::filesystem::path face_api_manifest(const std::filesystem::path& face_api);
 
 struct ReconstructResult {
   int64_t inputs = 0;                 // inputs of this part

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -161,6 +162,18 @@ at::Tensor DlibFaceResNet::descriptor(const at::Tensor& chips) const {
                       "face descriptors need [B, 3, {}, {}] chips, got [{}]", kChipSize, kChipSize,
                       shape_text(chips.sizes().vec()));
   torch::NoGradGuard no_grad;
+  return forward(chips);
+}
+
+at::Tensor DlibFaceResNet::descriptor_differentiable(const at::Tensor& chips) const {
+  FACETEX_CHECK_USAGE(chips.dim() == 4 && chips.size(1) == 3 && chips.size(2) == kChipSize &&
+                          chips.size(3) == kChipSize && chips.is_floating_point(),
+                      "face descriptors need [B, 3, {}, {}] floating-point chips, got [{}]", kChipSize, kChipSize,
+                      shape_text(chips.sizes().vec()));
+  return forward(chips);
+}
+
+at::Tensor DlibFaceResNet::forward(const at::Tensor& chips) const {
   if (chips.size(0) == 0) return at::empty({0, kDescriptorSize}, at::TensorOptions(device_).dtype(at::kFloat));
   const at::Tensor mean =
       at::tensor({122.782f, 117.001f, 104.298f}, at::kFloat).view({1, 3, 1, 1}).to(device_);
@@ -173,6 +186,58 @@ at::Tensor DlibFaceResNet::descriptor(const at::Tensor& chips) const {
 
 at::Tensor DlibFaceResNet::descriptor(const std::vector<std::vector<uint8_t>>& hwc_chips) const {
   return descriptor(chips_to_tensor(hwc_chips, kChipSize));
+}
+
+int face_chip_pyramid_levels(const at::Tensor& chip_to_image, int size) {
+  const at::Tensor m = chip_to_image.detach().to(at::kCPU, at::kDouble).reshape({2, 3});
+  auto a = m.accessor<double, 2>();
+  // The rect's sides: chip pixels 0..size-1 span it (get_mapping_to_chip).
+  const double w = std::hypot(a[0][0], a[1][0]) * (size - 1), h = std::hypot(a[0][1], a[1][1]) * (size - 1);
+  double area = w * h;
+  int levels = 0;
+  while (area / 4 > double(size) * size && levels < 16) {
+    area /= 4;
+    ++levels;
+  }
+  return levels;
+}
+
+at::Tensor sample_face_chips(const at::Tensor& images, const at::Tensor& chip_to_image, int size) {
+  FACETEX_CHECK_USAGE(images.dim() == 4 && images.is_floating_point(), "face chips need [B, C, H, W] float images");
+  FACETEX_CHECK_USAGE(chip_to_image.dim() == 3 && chip_to_image.size(0) == images.size(0) &&
+                          chip_to_image.size(1) == 2 && chip_to_image.size(2) == 3,
+                      "face chips need one [2, 3] chip-to-image map per image");
+  const auto opt = images.options();
+  const at::Tensor blur1 = at::tensor({1.0, 4.0, 6.0, 4.0, 1.0}, at::kDouble).div(16).to(opt);
+  const int64_t C = images.size(1);
+  const at::Tensor kx = blur1.view({1, 1, 1, 5}).repeat({C, 1, 1, 1}), ky = blur1.view({1, 1, 5, 1}).repeat({C, 1, 1, 1});
+  // Chip pixel coordinates (c, r, 1) [size*size, 3].
+  const at::Tensor idx = at::arange(size, at::TensorOptions().dtype(at::kDouble));
+  const auto rc = at::meshgrid({idx, idx}, "ij");
+  const at::Tensor cr1 = at::stack({rc[1].reshape(-1), rc[0].reshape(-1), at::ones({int64_t(size) * size}, at::kDouble)}, 1);
+  std::vector<at::Tensor> out;
+  for (int64_t b = 0; b < images.size(0); ++b) {
+    at::Tensor img = images.narrow(0, b, 1);
+    at::Tensor m = chip_to_image[b].detach().to(at::kCPU, at::kDouble).clone();
+    const int levels = face_chip_pyramid_levels(m, size);
+    for (int l = 0; l < levels && img.size(2) > 8 && img.size(3) > 8; ++l) {
+      // pyramid_down<2> on RGB: 5-tap sums over columns 2c..2c+4 and rows 2r..2r+4 (valid, stride 2), so level
+      // pixel k sits at 2k + 2; the chip rect follows dlib's point_down, p/2 - (1.25, 0.75).
+      img = at::conv2d(img, kx, at::Tensor(), std::vector<int64_t>{1, 2}, std::vector<int64_t>{0, 0},
+                       std::vector<int64_t>{1, 1}, C);
+      img = at::conv2d(img, ky, at::Tensor(), std::vector<int64_t>{2, 1}, std::vector<int64_t>{0, 0},
+                       std::vector<int64_t>{1, 1}, C);
+      m.mul_(0.5);
+      m[0][2] -= 1.25;
+      m[1][2] -= 0.75;
+    }
+    at::Tensor xy = at::matmul(cr1, m.t());  // [size*size, 2] at this level
+    const double Hn = double(img.size(2)), Wn = double(img.size(3));
+    xy = at::stack({xy.select(1, 0) * (2.0 / std::max(1.0, Wn - 1)) - 1, xy.select(1, 1) * (2.0 / std::max(1.0, Hn - 1)) - 1}, 1);
+    const at::Tensor grid = xy.view({1, size, size, 2}).to(opt);
+    out.push_back(at::grid_sampler(img, grid, /*bilinear*/ 0, /*zeros*/ 0, /*align_corners=*/true));
+  }
+  return at::cat(out);
 }
 
 at::Tensor chips_to_tensor(const std::vector<std::vector<uint8_t>>& hwc_chips, int size) {

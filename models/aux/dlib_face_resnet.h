@@ -14,7 +14,8 @@
 //     where the two terms differ in size (8 -> 3 vs 4) or channels, dlib's add_prev zero-extends the smaller one
 //     (bottom/right rows and trailing channels)
 //   mean over the 2x2 map -> fc 256 -> 128 without bias. Distances < 0.6 mean "same person" (dlib's threshold).
-// Inference only: every forward runs under NoGradGuard; batched; CPU or CUDA.
+// descriptor() runs under NoGradGuard; descriptor_differentiable() is the same forward with autograd on (an identity
+// loss through the chips). Batched; CPU or CUDA.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -45,6 +46,9 @@ class DlibFaceResNet {
   // chips: [B, 3, 150, 150] RGB, uint8 or floating point on the 0..255 scale (any device; moved to the net's).
   // Returns [B, 128] float32 on the net's device.
   at::Tensor descriptor(const at::Tensor& chips) const;
+  // The same forward without NoGradGuard: gradients flow back to `chips` (floating point, 0..255 scale). The
+  // weights never require grad.
+  at::Tensor descriptor_differentiable(const at::Tensor& chips) const;
   // Convenience: HWC uint8 chips (extract_face_chip's output) -> [B, 128].
   at::Tensor descriptor(const std::vector<std::vector<uint8_t>>& hwc_chips) const;
 
@@ -54,6 +58,7 @@ class DlibFaceResNet {
   struct Conv {
     at::Tensor weight, bias, gamma, beta;  // weight [out, in, h, w]; the affine as [1, C, 1, 1]
   };
+  at::Tensor forward(const at::Tensor& chips) const;
   at::Tensor conv(const at::Tensor& x, const Conv& c, int stride, bool relu) const;
   at::Tensor residual(const at::Tensor& x, const std::string& name) const;
   at::Tensor residual_down(const at::Tensor& x, const std::string& name) const;
@@ -62,6 +67,18 @@ class DlibFaceResNet {
   std::map<std::string, Conv> convs_;
   at::Tensor fc_;  // [256, 128]
 };
+
+// A differentiable dlib face chip (extract_image_chip): images [B, C, H, W] floating point, chip_to_image [B, 2, 3]
+// (FaceChipGeometry::m per image, in the images' pixel frame, integer pixel centres) -> [B, C, size, size]. Like
+// extract_image_chips, an image is first reduced by pyramid_down<2> levels while the chip rect's area / 4 exceeds
+// size² (the same separable [1 4 6 4 1]/16 sums, valid and strided as dlib's, and dlib's point_down p/2 - (1.25,
+// 0.75) for the chip map), then sampled bilinearly (grid_sample, align_corners=true: pixel index i is at i in both
+// frames, dlib's convention). Differences from dlib: no uint8 truncation (dlib floors each pyramid level and the
+// bilinear result, ~0.5 lower on average), and where any of the four bilinear neighbours is outside the image dlib
+// writes 0 while grid_sample blends with zeros. Gradients flow to `images`.
+at::Tensor sample_face_chips(const at::Tensor& images, const at::Tensor& chip_to_image, int size = 150);
+// The number of pyramid levels sample_face_chips uses for one [2, 3] chip_to_image map.
+int face_chip_pyramid_levels(const at::Tensor& chip_to_image, int size = 150);
 
 // HWC uint8 chips -> [B, 3, S, S] uint8.
 at::Tensor chips_to_tensor(const std::vector<std::vector<uint8_t>>& hwc_chips, int size = DlibFaceResNet::kChipSize);

@@ -1,7 +1,9 @@
 // `facetex reconstruct` end to end on the real dlib example photos (skipped without assets/) with a tiny random
 // texture generator written as a checkpoint-layout weight file (G_ema, 32x32): outputs and manifest, rerun skips,
 // the manifest status of no-face / grayscale / truncated / huge / non-image inputs, batch-4 vs one-at-a-time
-// agreement for the same seed, and SIGTERM -> exit 75 with intact, skipped items. Plus the projector's pieces.
+// agreement for the same seed, and SIGTERM -> exit 75 with intact, skipped items. Plus the projector's pieces and
+// the identity term (--id-weight): the differentiable dlib chip against dlib's extract_image_chip, the grad path of
+// the dlib ResNet against its no-grad path, the term's gradient, and a run that records the identity distance.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -15,7 +17,11 @@
 #include <map>
 #include <sstream>
 
+#include "core/atomic_file.h"
 #include "data/image_codec.h"
+#include "models/aux/dlib_face_chip.h"
+#include "models/aux/dlib_face_resnet.h"
+#include "models/aux/dlib_landmarks.h"
 #include "models/stylegan2/generator.h"
 #include "models/weights/weight_file.h"
 #include "tests/support/fixtures.h"
@@ -336,6 +342,169 @@ TEST(Reconstruct, PartsAreDisjointAndCoverTheInputs) {
   }
   EXPECT_EQ(seen.size(), 5u);
   for (const auto& [input, n] : seen) EXPECT_EQ(n, 1) << input;
+}
+
+
+// ---- Identity term (--id-weight) ----
+
+namespace aux = models::aux;
+
+fs::path face_api_manifest_file() {
+  return test::assets_dir() / "face-api" / "model" / "face_recognition_model-weights_manifest.json";
+}
+
+struct DetectedPhoto {
+  data::Image img;
+  std::vector<aux::Landmarks68> faces;
+  at::Tensor chw() const {  // [1, 3, H, W] float 0..255
+    return at::from_blob(const_cast<uint8_t*>(img.rgb.data()), {img.height, img.width, 3}, at::kByte)
+        .permute({2, 0, 1}).to(at::kFloat).unsqueeze(0).contiguous();
+  }
+};
+
+DetectedPhoto detect(const std::string& name) {
+  DetectedPhoto p;
+  p.img = data::decode_image(read_file(face(name)), name);
+  aux::DlibLandmarker landmarker(test::assets_dir() / "dlib" / "shape_predictor_68_face_landmarks.dat");
+  for (const auto& f : landmarker.detect(p.img.rgb.data(), p.img.height, p.img.width)) p.faces.push_back(f.landmarks);
+  return p;
+}
+
+at::Tensor chip_map(const aux::FaceChipGeometry& g) {
+  return at::tensor(std::vector<double>(g.m, g.m + 6), at::kDouble).view({1, 2, 3});
+}
+
+// Mean |differentiable chip - dlib's extract_image_chip| in 0..255 units, per face, on real photos (faces of
+// several sizes: dlib's pyramid levels 0..n).
+TEST(ReconstructIdentity, DifferentiableChipMatchesDlibExtractImageChip) {
+  FACETEX_REQUIRE_ASSETS();
+  int faces = 0;
+  double worst = 0, sum = 0;
+  for (const char* name : {"2008_002079.jpg", "bald_guys.jpg", "Tom_Cruise_avp_2014_4.jpg", "2009_004587.jpg"}) {
+    const DetectedPhoto p = detect(name);
+    const at::Tensor img = p.chw();
+    for (const auto& lm : p.faces) {
+      const std::vector<uint8_t> ref = aux::extract_face_chip(p.img.rgb.data(), p.img.height, p.img.width, lm);
+      const at::Tensor ref_t = aux::chips_to_tensor({ref}).to(at::kFloat);
+      const aux::FaceChipGeometry g = aux::face_chip_geometry(lm);
+      const at::Tensor m = chip_map(g);
+      EXPECT_EQ(aux::face_chip_pyramid_levels(m[0]), g.pyramid_levels) << name;
+      const at::Tensor chip = aux::sample_face_chips(img, m);
+      ASSERT_EQ(chip.sizes().vec(), (std::vector<int64_t>{1, 3, 150, 150}));
+      // The inner chip (dlib zeroes pixels whose bilinear neighbourhood leaves the image; grid_sample blends).
+      const double mad = (chip - ref_t).abs().mean().item<double>();
+      const double p99 = at::quantile((chip - ref_t).abs().flatten(), 0.99).item<double>();
+      const double bias = (chip - ref_t).mean().item<double>();
+      std::printf("%s face %d: rect %.0fx%.0f, angle %.3f rad, %d pyramid levels: mean |diff| %.3f (signed %+.3f), "
+                  "p99 %.2f (0..255)\n",
+                  name, faces, g.rect_width, g.rect_height, g.angle, g.pyramid_levels, mad, bias, p99);
+      // dlib floors to uint8 after the bilinear step and after each pyramid level (~0.5 each on average).
+      EXPECT_LT(mad, 0.75 + 0.5 * g.pyramid_levels) << name;
+      worst = std::max(worst, mad);
+      sum += mad;
+      ++faces;
+    }
+  }
+  ASSERT_GE(faces, 6);
+  std::printf("differentiable chip vs dlib: %d faces, mean of means %.3f, worst %.3f (0..255)\n", faces, sum / faces,
+              worst);
+}
+
+TEST(ReconstructIdentity, GradPathDescriptorEqualsNoGradPath) {
+  FACETEX_REQUIRE_ASSETS();
+  const DetectedPhoto p = detect("bald_guys.jpg");
+  ASSERT_GE(p.faces.size(), 2u);
+  std::vector<at::Tensor> maps;
+  for (const auto& lm : p.faces) maps.push_back(chip_map(aux::face_chip_geometry(lm)));
+  const at::Tensor img = p.chw().expand({int64_t(maps.size()), 3, p.img.height, p.img.width});
+  const at::Tensor chips = aux::sample_face_chips(img, at::cat(maps));
+  const aux::DlibFaceResNet net(face_api_manifest_file());
+  const at::Tensor a = net.descriptor(chips);
+  const at::Tensor x = chips.clone().set_requires_grad(true);
+  const at::Tensor b = net.descriptor_differentiable(x);
+  EXPECT_TRUE(b.requires_grad());
+  EXPECT_FALSE(a.requires_grad());
+  const double diff = (a - b.detach()).abs().max().item<double>();
+  std::printf("descriptor grad path vs no-grad path (%zu faces): max |diff| %.3g\n", maps.size(), diff);
+  EXPECT_LE(diff, 1e-5);
+}
+
+TEST(ReconstructIdentity, IdentityTermGradientIsFiniteAndNonZero) {
+  FACETEX_REQUIRE_ASSETS();
+  const DetectedPhoto p = detect("2008_002079.jpg");
+  ASSERT_FALSE(p.faces.empty());
+  const at::Tensor m = chip_map(aux::face_chip_geometry(p.faces[0]));
+  const at::Tensor target = p.chw();
+  const aux::DlibFaceResNet net(face_api_manifest_file());
+  const at::Tensor target_desc = net.descriptor(aux::sample_face_chips(target, m));
+  // A composite that differs from the target (a blurred, darker copy), the variable of the gradient.
+  const at::Tensor composite = (at::avg_pool2d(target, {5, 5}, {1, 1}, {2, 2}) * 0.8).detach().set_requires_grad(true);
+  const at::Tensor desc = net.descriptor_differentiable(aux::sample_face_chips(composite, m));
+  const at::Tensor loss = 1 - at::cosine_similarity(desc, target_desc, 1);
+  loss.sum().backward();
+  const at::Tensor g = composite.grad();
+  ASSERT_TRUE(g.defined());
+  const bool finite = at::isfinite(g).all().item<bool>();
+  const double gabs = g.abs().sum().item<double>();
+  const double nonzero = (g != 0).to(at::kDouble).mean().item<double>();
+  std::printf("identity term %.4f: |grad| sum %.3e, %.2f%% of the composite's pixels with a non-zero gradient\n",
+              loss.item<double>(), gabs, 100 * nonzero);
+  EXPECT_TRUE(finite);
+  EXPECT_GT(loss.item<double>(), 0);
+  EXPECT_GT(gabs, 0);
+}
+
+TEST(ReconstructIdentity, IdWeightRunRecordsTheIdentityDistance) {
+  FACETEX_REQUIRE_ASSETS();
+  test::TempDir dir;
+  const fs::path in = dir / "in";
+  fs::create_directories(in);
+  fs::copy_file(face("2008_002079.jpg"), in / "a_face.jpg");
+  const std::string base = fmt::format(
+      "reconstruct --checkpoint {} --inputs {} --out {{}} --steps 4 --w-avg-samples 200 --crop-resolution 256 "
+      "--model canonical --log-level warn {{}}",
+      checkpoint().string(), in.string());
+  auto r = run_facetex(fmt::format(fmt::runtime(base), (dir / "id").string(),
+                                   "--id-weight 1 --face-api " + (test::assets_dir() / "face-api").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const json j = json::parse(test::read_bytes(dir / "id" / "a_face" / "result.json"));
+  EXPECT_EQ(j["identity"]["weight"].get<double>(), 1.0);
+  EXPECT_EQ(j["settings"]["id_weight"].get<double>(), 1.0);
+  const double d = j["identity"]["distance"].get<double>();
+  EXPECT_TRUE(std::isfinite(d) && d >= 0 && d <= 2) << d;
+  EXPECT_EQ(j["scores"]["identity_distance"].get<double>(), d);
+  std::printf("--id-weight 1, 4 steps, crop 256: identity distance (1 - cos) %.4f, euclidean %.4f, final loss %.4f\n",
+              d, j["identity"]["euclidean"].get<double>(), j["scores"]["final_loss"].get<double>());
+  // The target's chip in the crop frame (dlib's chip geometry mapped through the crop) is the same face as dlib's
+  // own chip of the original photo: same person by dlib's threshold.
+  {
+    const DetectedPhoto p = detect("2008_002079.jpg");
+    ASSERT_FALSE(p.faces.empty());
+    const std::vector<uint8_t> ref = aux::extract_face_chip(p.img.rgb.data(), p.img.height, p.img.width, p.faces[0]);
+    const data::Image ours = data::decode_image(read_file(dir / "id" / "a_face" / "id_chip_target.png"), "chip");
+    ASSERT_EQ(ours.width, 150);
+    const aux::DlibFaceResNet net(face_api_manifest_file());
+    const at::Tensor dd = net.descriptor(std::vector<std::vector<uint8_t>>{ref, ours.rgb});
+    const double dist = aux::descriptor_distances(dd[0].unsqueeze(0), dd[1].unsqueeze(0)).item<double>();
+    const double mad = (aux::chips_to_tensor({ref}).to(at::kFloat) - aux::chips_to_tensor({ours.rgb}).to(at::kFloat))
+                           .abs().mean().item<double>();
+    std::printf("crop-frame target chip vs dlib chip of the photo: mean |diff| %.2f (0..255), descriptor distance "
+                "%.4f\n", mad, dist);
+    EXPECT_LT(dist, 0.6);
+    EXPECT_LT(mad, 10.0);  // two resamplings apart: the bicubic crop, then the chip
+  }
+  // Off by default: the weight 0 recorded, no distance.
+  r = run_facetex(fmt::format(fmt::runtime(base), (dir / "off").string(), ""));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const json k = json::parse(test::read_bytes(dir / "off" / "a_face" / "result.json"));
+  EXPECT_EQ(k["identity"]["weight"].get<double>(), 0.0);
+  EXPECT_TRUE(k["scores"]["identity_distance"].is_null());
+  // Missing weights with --id-weight > 0: a usage error naming the flag, nothing written.
+  r = run_facetex(fmt::format(fmt::runtime(base), (dir / "missing").string(),
+                              "--id-weight 0.5 --face-api " + (dir / "nowhere").string()));
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("--id-weight"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "missing" / "a_face"));
 }
 
 }  // namespace
