@@ -564,6 +564,11 @@ TrainState Trainer::capture_state() const {
     std::lock_guard<std::mutex> lock(latent_gen_.mutex());
     s.latent_rng_state = latent_gen_.get_state();
   }
+  if (device_.is_cuda()) {
+    at::Generator gen = at::globalContext().defaultGenerator(device_);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    s.cuda_rng_state = gen.get_state();
+  }
   s.stats_names = stats_.names();
   s.stats_values = stats_.flatten();
   s.config_toml = config_.to_toml();
@@ -575,7 +580,10 @@ void Trainer::checkpoint() {
   check_consistency();
   TrainState state = capture_state();
   // Every rank's generator state, so that a resume with the same number of ranks continues each rank's stream.
-  if (world_.size > 1) state.cpu_rng_state = comm_->allgather(state.cpu_rng_state);
+  if (world_.size > 1) {
+    state.cpu_rng_state = comm_->allgather(state.cpu_rng_state);
+    if (state.cuda_rng_state.defined()) state.cuda_rng_state = comm_->allgather(state.cuda_rng_state);
+  }
   if (!root()) {
     comm_->barrier();  // rank 0 is writing; nobody leaves (e.g. exit 75) before the checkpoint is published
     return;
@@ -721,18 +729,26 @@ void Trainer::sync_stats() {
   stats_.restore(stats_.names(), flat);
 }
 
+// Each rank continues its own generator streams (CPU, and CUDA where the run trains on a GPU: noise, augmentation and
+// mixing draws). Checkpoints hold [L] for one rank or [W, L] for W ranks.
 void Trainer::restore_rank_rng(const TrainState& s) {
-  at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
-  std::lock_guard<std::mutex> lock(gen.mutex());
   const int64_t saved_ranks = s.cpu_rng_state.dim() == 2 ? s.cpu_rng_state.size(0) : 1;
-  if (saved_ranks == world_.size) {
-    gen.set_state(s.cpu_rng_state.dim() == 2 ? s.cpu_rng_state[world_.rank].contiguous() : s.cpu_rng_state);
-    return;
+  const bool same_world = saved_ranks == world_.size;
+  const uint64_t reseed = (o_.seed * 1000003ULL + static_cast<uint64_t>(s.batch_idx)) * world_.size + world_.rank;
+  auto restore = [&](at::Generator gen, const at::Tensor& saved) {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    if (same_world && saved.defined()) {
+      gen.set_state(saved.dim() == 2 ? saved[world_.rank].contiguous() : saved);
+    } else {
+      gen.set_current_seed(reseed);  // another rank count (or a CPU checkpoint on a GPU): new streams, reproducible
+    }
+  };
+  restore(at::detail::getDefaultCPUGenerator(), s.cpu_rng_state);
+  if (device_.is_cuda()) restore(at::globalContext().defaultGenerator(device_), s.cuda_rng_state);
+  if (!same_world) {
+    log_.info("checkpoint written by {} ranks, resuming on {}: per-rank random streams reseeded", saved_ranks,
+              world_.size);
   }
-  // Another number of ranks: the per-rank streams cannot continue; start new ones, still reproducible.
-  gen.set_current_seed((o_.seed * 1000003ULL + static_cast<uint64_t>(s.batch_idx)) * world_.size + world_.rank);
-  log_.info("checkpoint written by {} ranks, resuming on {}: per-rank random streams reseeded", saved_ranks,
-            world_.size);
 }
 
 TrainResult Trainer::run(int64_t max_steps) {
