@@ -173,6 +173,8 @@ class Trainer {
   std::unique_ptr<data::StreamingLoader> background_loader_;
   data::Cursor background_cursor_;
   bool has_ground_truth_ = false;
+  // The composite grids: fixed backgrounds and geometry (dataset rows, or generated once from the grid latents).
+  std::shared_ptr<const FaceRenderer> grid_renderer_;
   BatchContext grid_context_;
   at::Tensor truth_textures_;
   Metrics metrics_;
@@ -262,6 +264,7 @@ void Trainer::setup() {
                         "model.background_generator reads {}-d latents, the texture G {}-d (model.z_dim); both share "
                         "z", pipeline->nets().trained_G->config().z_dim, o_.G.z_dim);
     has_ground_truth_ = dataset_->shards().front()->has_annotation("gt_texture");
+    grid_renderer_ = renderer;
     generated = std::move(pipeline);
   } else if (o_.mode == "texture") {
     FACETEX_CHECK_USAGE(!o_.face_model_mat.empty() && !o_.face_model_uv.empty(),
@@ -339,6 +342,25 @@ void Trainer::setup() {
     const int64_t n = std::min<int64_t>(o_.grid_images, dataset_->size());
     grid_z_ = grid_z_.narrow(0, 0, n);
     grid_context_ = context_for_rows(grid_rows(n), read_rows(n));
+    grid_renderer_ = renderer_;
+  } else if (auto* generated_pipeline = dynamic_cast<GeneratedBackgroundPipeline*>(pipeline_.get())) {
+    // Generated mode: the frozen branch makes the grid's backgrounds and geometry once, from the grid latents and a
+    // fixed seed, inside a fork of the global generators (the training streams continue untouched: exact resume).
+    at::NoGradGuard no_grad;
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();
+    const at::Tensor cpu_state = cpu.get_state();
+    at::Generator cuda;  // a handle to the device's default generator (generated mode on a GPU)
+    at::Tensor cuda_state;
+    if (device_.is_cuda()) {
+      cuda = at::globalContext().defaultGenerator(device_);
+      cuda_state = cuda.get_state();
+    }
+    at::manual_seed(o_.seed + 0x67726964ULL);
+    const at::Tensor ws = generated_pipeline->nets().trained_G->mapping->forward(grid_z_);
+    const GeneratedBatch b = generated_pipeline->make_backgrounds(ws);
+    grid_context_ = {b.backgrounds, b.coeffs, b.bbox};
+    cpu.set_state(cpu_state);
+    if (cuda_state.defined()) cuda.set_state(cuda_state);
   }
 }
 
@@ -536,9 +558,9 @@ void Trainer::write_grids(const std::string& suffix) {
   models::stylegan2::SynthesisOptions o;
   o.noise_mode = models::stylegan2::NoiseMode::kConst;
   at::Tensor fakes = G_ema_->forward(grid_z_, {}, o);
-  if (renderer_) {
+  if (grid_renderer_) {
     write_image_grid((run_dir_ / fmt::format("textures-{}.png", suffix)).string(), fakes);
-    fakes = renderer_->render_into(fakes, grid_context_.coeffs, grid_context_.crops, grid_context_.backgrounds);
+    fakes = grid_renderer_->render_into(fakes, grid_context_.coeffs, grid_context_.crops, grid_context_.backgrounds);
   }
   write_image_grid((run_dir_ / fmt::format("fakes-{}.png", suffix)).string(), fakes);
 }

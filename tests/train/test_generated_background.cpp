@@ -375,6 +375,8 @@ grid_images = 2
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.steps_run, 2);
   EXPECT_EQ(r.cur_nimg, 4);
+  // Texture and composite grids (backgrounds from the frozen branch, made once from the grid latents).
+  for (const char* grid : {"textures-init.png", "fakes-init.png"}) EXPECT_TRUE(fs::exists(dir / "run" / grid)) << grid;
   // A missing network names its key.
   const Config bad = make("");
   TrainOptions ob = parse_train_options(bad);
