@@ -797,6 +797,13 @@ TrainResult Trainer::run(int64_t max_steps) {
   start_time_ = tick_start_time_ = Clock::now();
   TrainResult result;
   result.resumed = resumed_;
+  if (cur_nimg_ >= static_cast<int64_t>(o_.total_kimg * 1000)) {
+    // A finished run launched again (e.g. a requeue after the last checkpoint): nothing to do, nothing rewritten.
+    log_.info("the run already reached kimg {:.3f} (run.total_kimg {}): nothing to train", cur_nimg_ / 1000.0,
+              o_.total_kimg);
+    result.cur_nimg = cur_nimg_;
+    return result;
+  }
   for (;;) {
     iteration();
     ++result.steps_run;
