@@ -119,7 +119,7 @@ assert lines[-1]["Progress/augment"]["mean"] >= 0
 EOF
 
 step "3. preemption: SIGUSR1 to rank 1 only -> exit 75 on every rank; resume on 2 ranks, then on 3"
-config "$TMP/pre.toml" 12 0 0.6 '' ada
+config "$TMP/pre.toml" 12 0 1.2 '' ada  # 100 iterations: room for two preemptions on a fast machine
 rank_pid() {  # $1 = run folder (unique in the command line), $2 = rank
   local p
   for p in $(pgrep -f -- "--run $1\$"); do
@@ -133,7 +133,7 @@ preempt_run() {  # $1 = ranks, $2 = log; signals rank 1 after the run has made p
   start_ticks=$(ticks)
   for _ in $(seq 600); do
     sleep 0.1
-    [ "$(ticks)" -ge $((start_ticks + 3)) ] && break
+    [ "$(ticks)" -ge $((start_ticks + 2)) ] && break
   done
   pid=$(rank_pid "$TMP/pre" 1); [ -n "$pid" ] || fail "no rank 1 process of the run in $TMP/pre"
   kill -USR1 "$pid"
@@ -152,13 +152,13 @@ grep -q "checkpoint written by 2 ranks, resuming on 3" "$TMP/pre3.log" || fail "
 $PY - "$TMP/pre/checkpoints/latest.h5" <<'EOF' || fail "data cursor does not match the images trained on"
 import sys, h5py
 t = h5py.File(sys.argv[1], "r")["train"].attrs
-assert t["cur_nimg"] == 600, t["cur_nimg"]
+assert t["cur_nimg"] == 1200, t["cur_nimg"]
 # One global order: (epoch, position) counts every image consumed exactly once, across all three launches.
 consumed = t["loader_epoch"] * 48 + t["loader_position"]
 assert consumed == t["cur_nimg"], (consumed, t["cur_nimg"])
 print("final cur_nimg", t["cur_nimg"], "cursor", t["loader_epoch"], t["loader_position"])
 EOF
-echo "cur_nimg $k1 -> $k2 -> 600 over launches on 2, 2 and 3 ranks"
+echo "cur_nimg $k1 -> $k2 -> 1200 over launches on 2, 2 and 3 ranks"
 
 step "4a. SIGKILL of one rank: the job ends non-zero within 30 s"
 config "$TMP/kill.toml" 8 4 100 '' ada
