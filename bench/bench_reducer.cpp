@@ -1,5 +1,7 @@
 // GradientReducer vs a plain allreduce of the same bytes, and how much of its communication hides behind backward.
 // Run under the launcher, e.g.  mpirun -np 2 build/bench/bench_reducer [--mb 80] [--bucket-mb 25] [--iters 5]
+//                                                                      [--comm auto|mpi|nccl] [--device cpu|cuda]
+// (--comm nccl --device cuda: the NCCL backend on CUDA gradients; one rank per GPU.)
 //
 // Printed by rank 0 (docs/benchmarks.md):
 //   plain   : one Communicator::allreduce of one flat float32 tensor of the total gradient bytes (the MPI_Allreduce
@@ -11,6 +13,7 @@
 //             step time without any reduction, with the reducer, communication seconds, exposed (waited) seconds,
 //             and hidden = 1 - exposed / communication.
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
 #include <torch/nn/module.h>
 
 #include <algorithm>
@@ -41,13 +44,18 @@ double max_over_ranks(cluster::Communicator& comm, double s) {
   return t.item<double>();
 }
 
+// CUDA work is asynchronous: the timed region ends when the device has finished too.
+bool g_sync_cuda = false;
+
 double best_of(cluster::Communicator& comm, int iters, const std::function<void()>& fn) {
   fn();  // warm-up
+  if (g_sync_cuda) torch::cuda::synchronize();
   double best = 1e30;
   for (int i = 0; i < iters; ++i) {
     comm.barrier();
     const auto t0 = Clock::now();
     fn();
+    if (g_sync_cuda) torch::cuda::synchronize();
     best = std::min(best, max_over_ranks(comm, since(t0)));
   }
   return best;
@@ -58,21 +66,27 @@ double best_of(cluster::Communicator& comm, int iters, const std::function<void(
 int main(int argc, char** argv) {
   double mb = 80, bucket_mb = 25;
   int iters = 5;
+  std::string comm_name = "auto", device_name = "cpu";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--mb") mb = std::atof(argv[i + 1]);
     else if (a == "--bucket-mb") bucket_mb = std::atof(argv[i + 1]);
     else if (a == "--iters") iters = std::atoi(argv[i + 1]);
+    else if (a == "--comm") comm_name = argv[i + 1];
+    else if (a == "--device") device_name = argv[i + 1];
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
   }
   int code = 0;
   {
     const cluster::World world = cluster::discover_world();
-    auto comm = cluster::make_communicator(world, "auto", c10::Device(c10::kCPU));
+    const c10::Device device = device_name == "cuda" ? c10::Device(c10::kCUDA, world.local_rank) : c10::Device(c10::kCPU);
+    const auto fopts = at::TensorOptions().device(device);
+    g_sync_cuda = device.is_cuda();
+    auto comm = cluster::make_communicator(world, comm_name, device);
     const bool root = comm->rank() == 0;
     if (root) {
-      std::printf("bench_reducer: %d ranks (%s), %.0f MB of float32 gradients, buckets of %.0f MB, best of %d\n",
-                  comm->size(), comm->backend(), mb, bucket_mb, iters);
+      std::printf("bench_reducer: %d ranks (%s), %.0f MB of float32 gradients on %s, buckets of %.0f MB, best of %d\n",
+                  comm->size(), comm->backend(), mb, device_name.c_str(), bucket_mb, iters);
     }
 
     // Parameters shaped like a conv net's: many tensors from a few KB to a few MB.
@@ -80,11 +94,11 @@ int main(int argc, char** argv) {
     std::vector<at::Tensor> params;
     for (int64_t used = 0, k = 0; used < total; ++k) {
       const int64_t n = std::min<int64_t>(total - used, k % 3 == 0 ? 2359296 : (k % 3 == 1 ? 512 : 65536));
-      params.push_back(at::zeros({n}).requires_grad_(true));
-      params.back().mutable_grad() = at::full({n}, float(comm->rank() + 1));
+      params.push_back(at::zeros({n}, fopts).requires_grad_(true));
+      params.back().mutable_grad() = at::full({n}, float(comm->rank() + 1), fopts);
       used += n;
     }
-    at::Tensor flat = at::ones({total});
+    at::Tensor flat = at::ones({total}, fopts);
     const double bytes = double(total) * 4;
     const double plain = best_of(*comm, iters, [&] { comm->allreduce(flat); });
     cluster::GradientReducer reducer(comm, params, {bucket_mb});
@@ -108,10 +122,11 @@ int main(int argc, char** argv) {
     dc.mbstd_group_size = 4;
     at::manual_seed(0);
     models::stylegan2::Discriminator D(dc);
+    D.to(device);
     std::vector<at::Tensor> dp = D.parameters(true);
     int64_t dn = 0;
     for (auto& p : dp) dn += p.numel();
-    at::Tensor x = at::randn({4, 3, 64, 64});
+    at::Tensor x = at::randn({4, 3, 64, 64}, fopts);
     auto step = [&](cluster::GradientReducer* r) {
       for (auto& p : dp) p.mutable_grad() = at::Tensor();
       if (r) r->arm();

@@ -1,6 +1,9 @@
 // Texture-GAN training step throughput and where its time goes, for both background modes (docs/benchmarks.md).
 //
 //   build/bench/bench_train_step [--preset synth64] [--device cpu|cuda] [--batch B] [--iters N] [--threads T]
+//                                [--resolution R]
+// --resolution sets the composite and texture side (model.resolution, model.texture_resolution) on top of the preset,
+// e.g. `--preset paper1024 --resolution 256 --device cuda` for the paper's networks at 256².
 //
 // For each mode (dataset backgrounds; generated backgrounds with random-weight frozen networks and the deterministic
 // landmark provider, so the face path — POS, 224 crop, ReconNet — runs for every sample) it prints:
@@ -66,7 +69,7 @@ double best_ms(const std::function<void()>& fn, const at::Device& d, int iters) 
 
 int main(int argc, char** argv) {
   std::string preset = "synth64", device_name = "cpu";
-  int batch = 8, iters = 3, threads = 0;
+  int batch = 8, iters = 3, threads = 0, resolution = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--preset") preset = argv[i + 1];
@@ -74,11 +77,17 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::atoi(argv[i + 1]);
     else if (a == "--iters") iters = std::atoi(argv[i + 1]);
     else if (a == "--threads") threads = std::atoi(argv[i + 1]);
+    else if (a == "--resolution") resolution = std::atoi(argv[i + 1]);
     else { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
   }
   if (threads > 0) at::set_num_threads(threads);
   const at::Device dev = device_name == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-  TrainOptions o = parse_train_options(Config::load(preset_path(preset)));
+  Config cfg = Config::load(preset_path(preset));
+  if (resolution > 0) {
+    cfg.set_value("model.resolution", std::to_string(resolution));
+    cfg.set_value("model.texture_resolution", std::to_string(resolution));
+  }
+  TrainOptions o = parse_train_options(cfg);
   const int R = o.D.img_resolution;
   o.G.img_resolution = o.G.synthesis.img_resolution = o.texture_resolution > 0 ? o.texture_resolution : R;
   std::printf("bench_train_step: preset %s, %dx%d composites, %dx%d textures, batch %d, %s, %d threads, best of %d\n",

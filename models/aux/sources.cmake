@@ -2,7 +2,9 @@
 # predictor; aux/dlib_landmarks.cpp is the only translation unit that includes dlib headers, and it skips the torch
 # precompiled header (dlib and torch headers need not share a translation unit).
 list(APPEND FACETEX_MODELS_SOURCES aux/dlib_landmarks.cpp)
-pkg_check_modules(DLIB REQUIRED IMPORTED_TARGET dlib-1)
+if(NOT TARGET PkgConfig::DLIB)  # FACETEX_STATIC_DEPS defines it
+  pkg_check_modules(DLIB REQUIRED IMPORTED_TARGET dlib-1)
+endif()
 list(APPEND FACETEX_MODELS_DEPS PkgConfig::DLIB)
 # dlib.pc lists BLAS/LAPACK/libpng/libjpeg as bare paths, which the imported target turns into link *options*
 # (placed before the objects, so the linker drops them); dlib's headers call LAPACK (dgesvd_) from our code, so

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 D=build-gpu
-rm -rf "$D" && mkdir -p "$D/third_party/include"
+rm -rf "$D/third_party" "$D/googletest" && mkdir -p "$D/third_party/include"  # keeps prefix.tar.xz (build_deps.sh)
 cp -r /usr/include/fmt /usr/include/spdlog /usr/include/nlohmann "$D/third_party/include/"
 cp -r /usr/src/googletest/googletest "$D/googletest"
 cp scripts/gpu_check/CMakeLists.txt "$D/CMakeLists.txt"

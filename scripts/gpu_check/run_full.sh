@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The whole facetex on the GPU machine: builds the real project (trainer, reconstruct, benches, tests) against the
+# machine's CUDA LibTorch, NCCL and Open MPI, with every other dependency from the static prefix of build_deps.sh,
+# then measures what the open issues ask of a GPU. Results under $OUT (summary.txt + logs).
+#
+# Here (once):   scripts/gpu_check/build_deps.sh          (writes build-gpu/prefix.tar.xz)
+# Device run:    carry build-gpu;  command: bash scripts/gpu_check/run_full.sh [build|measure|all]
+#   build   : configure + build (build-full/ stays on a warm machine, so a second call rebuilds nothing)
+#   measure : the measurements below (builds first if needed)
+#   all     : both (default)
+# Measurements (each bounded by a timeout; a failing step is reported and the next one runs):
+#   cuda     the CUDA test cases of test_kernels/test_models/test_render/test_train (gtest filter *Cuda*:*CUDA*).
+#   nccl     test_cluster's NCCL one-rank test; bench_reducer on CUDA gradients over NCCL; a 1-rank training run
+#            with run.comm = nccl (synth64 networks on the GPU, 0.2 kimg).
+#   texture  bench_train_step, paper networks at 256², both background modes: step img/s and where the time goes.
+#   image    `facetex train --preset stylegan2-256` (image mode, config F, batch 32, ADA) on a 256² synthetic world
+#            for 3 ticks of 1 kimg: sec/kimg per tick from log.txt (the public implementation: ~11.8 on one H100);
+#            once with the reference layout, once with model.fp16_channels_last = true (NHWC FP16 blocks).
+#   recon    bench_reconstruct at 1024² (1024² texture, config-F channels, W 512): images/h at batch 1 vs 32.
+# FACETEX_GPU_DEVICE=cpu runs the same steps on the CPU with tiny sizes (a dry run of this script, on any machine;
+# FACETEX_GPU_BUILD_TIMEOUT=3600 for a 2-core build).
+set -o pipefail
+cd "$(dirname "$0")/../.."
+STAGE=${1:-all}
+export PATH=/usr/local/cuda/bin:$PATH
+export NVIDIA_TF32_OVERRIDE=0  # the reference numerics: full FP32 in cuDNN/cuBLAS
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # the device machine runs commands as root
+DEV=${FACETEX_GPU_DEVICE:-cuda}
+OUT=${OUT:-/tmp/facetex-gpu-full}
+B=${FACETEX_GPU_BUILD_DIR:-build-full}
+W=${FACETEX_GPU_WORK_DIR:-/tmp/facetex-gpu-work}
+mkdir -p "$OUT" "$W"
+SUMMARY=$OUT/summary.txt
+T0=$(date +%s)
+say() { echo "$*" | tee -a "$SUMMARY"; }
+step() { say "=== $1 [t=$(($(date +%s) - T0)) s]"; }
+
+prefix() {  # the static prefix, carried packed (build-gpu/prefix.tar.xz), unpacked once into the work folder
+  if [ -f build-gpu/prefix.tar.xz ]; then
+    local dir=$W/prefix
+    [ -f "$dir/.built-opencv" ] || { mkdir -p "$dir" && tar -xJf build-gpu/prefix.tar.xz -C "$dir"; } || return 1
+    echo "$dir"
+  else
+    echo "run_full: no static prefix: run scripts/gpu_check/build_deps.sh here and carry build-gpu" >&2
+    return 1
+  fi
+}
+
+build() {
+  step "build ($DEV)"
+  local P TP
+  P=$(prefix) || exit 1
+  TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)' 2>/dev/null) || TP=""
+  [ "$DEV" = cuda ] && { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$SUMMARY";
+    python3 -c 'import torch;print("torch", torch.__version__, "cuda", torch.version.cuda)' | tee -a "$SUMMARY"; }
+  local cuda_args=()
+  if [ "$DEV" = cuda ]; then
+    # NCCL: the system's, or the nvidia-nccl wheel that the pip LibTorch itself loads.
+    [ -n "${NCCL_HOME:-}" ] || export NCCL_HOME=$(python3 -c 'import importlib.util as u; s = u.find_spec("nvidia.nccl"); print(list(s.submodule_search_locations)[0] if s else "")' 2>/dev/null)
+    say "NCCL_HOME=${NCCL_HOME:-<system>}"
+    cuda_args=(-DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DFACETEX_NCCL=AUTO)
+  fi
+  [ "$DEV" = cuda ] || cuda_args=(-DFACETEX_CUDA=OFF)
+  run cmake 300 cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release ${TP:+-DCMAKE_PREFIX_PATH="$TP"} \
+    -DFACETEX_STATIC_DEPS="$P" -DFACETEX_PROMETHEUS=OFF "${cuda_args[@]}" || exit 1
+  log cmake | grep "facetex: CUDA" | tee -a "$SUMMARY"
+  local t=$(date +%s)
+  if ! run build "${FACETEX_GPU_BUILD_TIMEOUT:-900}" ninja -C "$B" facetex bench_train_step bench_reconstruct bench_reducer test_cluster test_kernels \
+       test_models test_render test_train; then
+    log build | grep -E "error|undefined" -A3 | head -40 | tee -a "$SUMMARY"
+    exit 1
+  fi
+  say "built in $(($(date +%s) - t)) s"
+}
+
+# run <name> <timeout s> <command...>: output to $W/logs/<name>.log (all logs go back as $OUT/logs.tar.gz, rewritten
+# after every step, since the device returns at most 8 files and a killed run has no exit trap); a FAILED line and
+# the log's tail in the summary if it fails.
+run() {
+  local name=$1 limit=$2; shift 2
+  mkdir -p "$W/logs"
+  timeout "$limit" "$@" >"$W/logs/$name.log" 2>&1
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    say "$name FAILED (exit $rc), tail of its log:"
+    tail -5 "$W/logs/$name.log" | tee -a "$SUMMARY"
+  fi
+  tar -czf "$OUT/logs.tar.gz" -C "$W" logs
+  return $rc
+}
+log() { cat "$W/logs/$1.log"; }
+
+measure() {
+  local FT=$B/facetex small=0
+  [ "$DEV" = cuda ] || small=1
+  step "cuda tests: every kernel, G/D, rasteriser/renderer and augment pipe on the GPU vs the CPU/reference"
+  for t in test_kernels test_models test_render test_train; do
+    if FACETEX_KERNEL_TIMINGS=1 run $t 300 "$B/$t" --gtest_filter='*Cuda*:*CUDA*'; then
+      log $t | grep -E "^\[  PASSED|SKIPPED \]|\[timing\]" | tee -a "$SUMMARY"
+    fi
+  done
+  step "nccl: one-rank communicator test, allreduce bench, training run with run.comm = nccl"
+  if run test_cluster 180 "$B/test_cluster"; then
+    log test_cluster | grep -E "OK \]|SKIPPED|PASSED" | grep -i -E "nccl|PASSED" | tee -a "$SUMMARY"
+  fi
+  local comm=nccl
+  [ "$DEV" = cuda ] || comm=mpi
+  run bench_reducer 120 "$B/bench_reducer" --comm $comm --device "$DEV" --mb 80 --iters 5 && log bench_reducer | tee -a "$SUMMARY"
+  [ -f "$W/world64/shards/dataset.json" ] || run synth64 300 "$FT" data synth --out "$W/world64" --count 256
+  rm -rf "$W/nccl-run"
+  if run train_nccl 300 "$FT" train --preset synth64 --shards "$W/world64/shards" --run "$W/nccl-run" --device "$DEV" \
+       --kimg 0.2 --set run.comm=$comm; then
+    log train_nccl | grep -i -E "comm|nccl|kimg|tick" | tail -6 | tee -a "$SUMMARY"
+  fi
+
+  step "texture: full training step at 256², both background modes"
+  local tex_args=(--preset paper1024 --resolution 256 --batch 32 --iters 5)
+  [ $small = 1 ] && tex_args=(--preset synth64 --batch 4 --iters 1)
+  run bench_train_step 300 "$B/bench_train_step" --device "$DEV" "${tex_args[@]}" && log bench_train_step | tee -a "$SUMMARY"
+
+  step "image: stylegan2-256 (config F, batch 32, ADA) sec/kimg"
+  local res=256 count=1024 kimg=3 tick=1 preset=stylegan2-256
+  [ $small = 1 ] && { res=64; count=128; kimg=0.064; tick=0.016; preset=synth64; }
+  [ -f "$W/world$res/shards/dataset.json" ] || run synth$res 300 "$FT" data synth --out "$W/world$res" --count $count --resolution $res
+  # The reference layout (NCHW everywhere), then the FP16 blocks channels-last (model.fp16_channels_last, --nhwc).
+  for layout in nchw nhwc; do
+    rm -rf "$W/sg-$layout"
+    local img_args=(--preset $preset --shards "$W/world$res/shards" --run "$W/sg-$layout" --device "$DEV" --kimg $kimg
+                    --set run.kimg_per_tick=$tick --set run.snap_ticks=1000)
+    [ $small = 1 ] && img_args+=(--set model.mode=image)
+    [ $layout = nhwc ] && img_args+=(--set model.fp16_channels_last=true)
+    if run train_image_$layout 420 "$FT" train "${img_args[@]}"; then
+      say "image mode, $layout:"
+      grep -E "tick [0-9]+ +kimg" "$W/sg-$layout/log.txt" | tee -a "$SUMMARY"
+    fi
+  done
+
+  step "recon: reconstructed images per hour, batch 1 vs 32, 1024²"
+  local rec_args=(--crop 1024 --texture 1024 --channels 512 --w-dim 512 --batch 32 --images 32 --steps 10)
+  [ $small = 1 ] && rec_args=(--batch 2 --images 2 --steps 2)
+  run bench_reconstruct 420 "$B/bench_reconstruct" --device "$DEV" "${rec_args[@]}" && log bench_reconstruct | tee -a "$SUMMARY"
+  step "done"
+}
+
+case $STAGE in
+  build) build ;;
+  measure) [ -x "$B/facetex" ] || build; measure ;;
+  all) build; measure ;;
+  *) echo "usage: run_full.sh [build|measure|all]" >&2; exit 2 ;;
+esac
