@@ -79,10 +79,30 @@ BiasActSpec load_spec(AutogradContext* ctx) {
 at::Tensor absent_like(const at::Tensor& x) { return at::empty({0}, x.options()); }
 bool present(const at::Tensor& t) { return t.defined() && t.numel() > 0; }
 
-// One kernel launch over contiguous tensors of x's shape (b, xref, yref, dy may be absent).
+// The kernel walks its buffers linearly, so they must be dense and share one layout: NCHW-contiguous, or
+// channels-last for the NHWC FP16 blocks (fp16_channels_last). x's layout decides; the others are brought to it.
+at::MemoryFormat dense_format(const at::Tensor& x) {
+  return x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast)
+             ? at::MemoryFormat::ChannelsLast
+             : at::MemoryFormat::Contiguous;
+}
+
+// Dense tensors of one shape with the same element order (strides of size-1 dimensions do not matter).
+bool same_layout(const at::Tensor& a, const at::Tensor& b) {
+  if (a.sizes() != b.sizes()) return false;
+  for (int64_t d = 0; d < a.dim(); ++d) {
+    if (a.size(d) > 1 && a.stride(d) != b.stride(d)) return false;
+  }
+  return true;
+}
+
+// One kernel launch over dense tensors of x's shape and layout (b, xref, yref, dy may be absent).
 at::Tensor launch(int mode, const at::Tensor& x, const at::Tensor& b, const at::Tensor& xref, const at::Tensor& yref,
                   const at::Tensor& dy, const BiasActSpec& s) {
-  at::Tensor y = at::empty(x.sizes(), x.options());  // contiguous, like every buffer the kernel gets
+  for (const at::Tensor* t : {&xref, &yref, &dy}) {
+    FACETEX_CHECK_RUNTIME(!present(*t) || same_layout(*t, x), "bias_act: buffers of different layouts");
+  }
+  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(dense_format(x)));  // x's strides
   cuda::BiasActLaunch p;
   p.dtype = launcher_dtype(x, "bias_act");
   p.x = x.data_ptr();
@@ -93,7 +113,8 @@ at::Tensor launch(int mode, const at::Tensor& x, const at::Tensor& b, const at::
   p.y = y.data_ptr();
   p.size = x.numel();
   p.b_size = present(b) ? b.numel() : 0;
-  p.b_step = present(b) ? x.stride(s.dim) : 1;  // contiguous x: b's index is (i / stride(dim)) % size(dim)
+  // Dense x: the element at offset i has index (i / stride(dim)) % size(dim) along dim, in either layout.
+  p.b_step = present(b) ? x.stride(s.dim) : 1;
   p.mode = mode;
   p.func = launcher_func(s.act);
   p.alpha = s.alpha;
@@ -118,7 +139,8 @@ class BiasActGradFunction : public torch::autograd::Function<BiasActGradFunction
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b,
                             const at::Tensor& y, const BiasActSpec& s) {
-    const at::Tensor dy_c = dy.contiguous();
+    // The saved forward tensors (x or y, whichever this activation keeps) fix the layout.
+    const at::Tensor dy_c = dy.contiguous(dense_format(present(x) ? x : present(y) ? y : dy));
     ctx->save_for_backward({has_second_derivative(s.act) ? dy_c : absent_like(dy_c), x, b, y});
     save_spec(ctx, s);
     return launch(1, dy_c, b, x, y, absent_like(dy_c), s);
@@ -128,7 +150,7 @@ class BiasActGradFunction : public torch::autograd::Function<BiasActGradFunction
     const BiasActSpec s = load_spec(ctx);
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &dy = saved[0], &x = saved[1], &b = saved[2], &y = saved[3];
-    const at::Tensor d_dx = grads[0].contiguous();
+    const at::Tensor d_dx = grads[0].contiguous(dense_format(present(x) ? x : present(y) ? y : dy));
 
     at::Tensor d_dy, d_x, d_b;
     // Mode 1 is linear in dy, so its derivative with respect to dy is mode 1 again.
@@ -144,7 +166,7 @@ class BiasActGradFunction : public torch::autograd::Function<BiasActGradFunction
 
 class BiasActFunction : public torch::autograd::Function<BiasActFunction> {
  public:
-  // x and b arrive contiguous (made so outside the Function, where the copy is differentiable).
+  // x and b arrive dense (made so outside the Function, where the copy is differentiable).
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& b, const BiasActSpec& s) {
     const at::Tensor absent = absent_like(x);
     at::Tensor y = launch(0, x, b, absent, absent, absent, s);
@@ -177,7 +199,7 @@ at::Tensor bias_act_cuda(const at::Tensor& x, const at::Tensor& b, Activation ac
   s.alpha = alpha;
   s.gain = gain;
   s.clamp = clamp;
-  return BiasActFunction::apply(x.contiguous(), b.defined() ? b.contiguous() : absent_like(x), s);
+  return BiasActFunction::apply(x.contiguous(dense_format(x)), b.defined() ? b.contiguous() : absent_like(x), s);
 }
 
 }  // namespace facetex::kernels::detail

@@ -36,7 +36,8 @@ at::Tensor upfirdn2d_pass(const at::Tensor& x, const at::Tensor& f2d, int up_x, 
 
   // The kernel reads taps in its compute type: float32 for float32/float16 data, float64 for float64.
   const at::Tensor filter = f2d.to(x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat).contiguous();
-  at::Tensor y = at::empty({x.size(0), x.size(1), out_h, out_w}, x.options());
+  // The output keeps x's layout (NCHW or channels-last): the kernel addresses both through strides.
+  at::Tensor y = at::empty({x.size(0), x.size(1), out_h, out_w}, x.options().memory_format(x.suggest_memory_format()));
 
   cuda::Upfirdn2dLaunch p;
   p.dtype = launcher_dtype(x, "upfirdn2d");

@@ -59,6 +59,8 @@ TrainOptions parse_train_options(const Config& config) {
   o.grid_images = c.get_int("run.grid_images", o.grid_images);
   o.comm = c.get_string("run.comm", o.comm);
   o.bucket_mb = c.get_double("run.bucket_mb", o.bucket_mb);
+  o.cudnn_benchmark = c.get_bool("run.cudnn_benchmark", o.cudnn_benchmark);
+  o.allow_tf32 = c.get_bool("run.allow_tf32", o.allow_tf32);
   FACETEX_CHECK_USAGE(o.comm == "auto" || o.comm == "single" || o.comm == "mpi" || o.comm == "nccl",
                       "run.comm must be auto, single, mpi or nccl, got '{}'", o.comm);
   FACETEX_CHECK_USAGE(o.bucket_mb > 0, "run.bucket_mb must be > 0, got {}", o.bucket_mb);
@@ -91,6 +93,7 @@ TrainOptions parse_train_options(const Config& config) {
   G.synthesis.channel_base = D.channel_base = static_cast<int>(c.get_int("model.channel_base", 32768));
   G.synthesis.channel_max = D.channel_max = static_cast<int>(c.get_int("model.channel_max", 512));
   G.synthesis.num_fp16_res = D.num_fp16_res = static_cast<int>(c.get_int("model.num_fp16_res", 0));
+  G.synthesis.fp16_channels_last = D.fp16_channels_last = c.get_bool("model.fp16_channels_last", false);
   if (auto clamp = c.get_double("model.conv_clamp")) G.synthesis.conv_clamp = D.conv_clamp = *clamp;
   D.mbstd_group_size = c.get_int("model.mbstd_group", 4);
   FACETEX_CHECK_USAGE(res >= 8 && (res & (res - 1)) == 0, "model.resolution must be a power of two >= 8, got {}", res);

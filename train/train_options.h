@@ -23,6 +23,9 @@ struct TrainOptions {
   int64_t grid_images = 16;            // images in each PNG grid
   std::string comm = "auto";           // communicator: auto | single | mpi | nccl (cluster/communicator.h)
   double bucket_mb = 25;               // gradient bucket size for the multi-rank reducer
+  // CUDA library settings, as the reference training loop sets them (its --nobench / --allow-tf32 flags):
+  bool cudnn_benchmark = true;         // cuDNN times the candidate convolution algorithms once per shape
+  bool allow_tf32 = false;             // TF32 in cuDNN convolutions and cuBLAS matmuls (off = the reference numerics)
   // [model]
   std::string mode = "image";          // image | texture
   std::string background = "dataset";  // texture mode: dataset | generated

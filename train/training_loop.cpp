@@ -206,6 +206,11 @@ void Trainer::setup() {
   if (o_.device == "cuda") {
     FACETEX_CHECK_USAGE(at::hasCUDA(), "run.device = cuda, but this build or machine has no CUDA");
     device_ = at::Device(at::kCUDA, world_.local_rank);
+    // LibTorch's defaults differ from the reference training loop's: cuDNN may use TF32 (allow_tf32 defaults to
+    // true for convolutions) and does not benchmark. Both change what a GPU step computes or how fast.
+    at::globalContext().setBenchmarkCuDNN(o_.cudnn_benchmark);
+    at::globalContext().setAllowTF32CuDNN(o_.allow_tf32);
+    at::globalContext().setAllowTF32CuBLAS(o_.allow_tf32);
   }
   comm_ = cluster::make_communicator(world_, o_.comm, device_);
   if (world_.size > 1) {

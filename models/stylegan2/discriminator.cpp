@@ -11,7 +11,8 @@ namespace facetex::models::stylegan2 {
 
 DiscriminatorBlock::DiscriminatorBlock(int64_t in_channels, int64_t tmp_channels, int64_t out_channels, int resolution,
                                        const DiscriminatorConfig& c, int first_layer_index, bool use_fp16)
-    : in_channels_(in_channels), resolution_(resolution), architecture_(c.architecture), use_fp16_(use_fp16) {
+    : in_channels_(in_channels), resolution_(resolution), architecture_(c.architecture), use_fp16_(use_fp16),
+      channels_last_(use_fp16 && c.fp16_channels_last) {
   FACETEX_CHECK_USAGE(in_channels == 0 || in_channels == tmp_channels, "discriminator block {}: bad channels",
                       resolution);
   resample_filter = register_buffer("resample_filter", kernels::setup_filter(c.resample_filter));
@@ -44,12 +45,13 @@ std::pair<at::Tensor, at::Tensor> DiscriminatorBlock::forward(const at::Tensor& 
   const bool on_cuda = x_in.defined() ? x_in.is_cuda() : img_in.is_cuda();
   const bool half = use_fp16_ && !force_fp32 && on_cuda;
   const auto dtype = half ? at::kHalf : resample_filter.scalar_type();  // float32 (float64 in the f64 check)
-  at::Tensor x = x_in.defined() ? x_in.to(dtype) : at::Tensor();
+  const auto format = half && channels_last_ ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor x = x_in.defined() ? x_in.to(dtype).contiguous(format) : at::Tensor();
   at::Tensor img = img_in;
   if (in_channels_ == 0 || architecture_ == "skip") {
     FACETEX_CHECK_RUNTIME(img.dim() == 4 && img.size(2) == resolution_ && img.size(3) == resolution_,
                           "discriminator block {}: image {} has the wrong size", resolution_, img.sizes().vec());
-    img = img.to(dtype);
+    img = img.to(dtype).contiguous(format);
     at::Tensor y = fromrgb_->forward(img);
     x = x.defined() ? x + y : y;
     img = architecture_ == "skip" ? kernels::downsample2d(img, resample_filter) : at::Tensor();

@@ -28,7 +28,7 @@ class DiscriminatorBlock : public torch::nn::Module {
   int64_t in_channels_;
   int resolution_;
   std::string architecture_;
-  bool use_fp16_;
+  bool use_fp16_, channels_last_;
   int num_layers_ = 0;
   std::shared_ptr<Conv2dLayer> fromrgb_, conv0_, conv1_, skip_;
 };

@@ -171,8 +171,7 @@ GeneratorConfig parse_generator_config(const std::string& text, const std::strin
     sr.get("use_noise", s.use_noise);
     sr.get("activation", s.activation);
     sr.get("kernel_size", s.kernel_size);
-    bool unused_bool = false;
-    sr.get("fp16_channels_last", unused_bool);  // a memory-format hint; results are the same
+    sr.get("fp16_channels_last", s.fp16_channels_last);  // a memory-format choice; the function is the same
     check_arch(s.architecture, context);
   }
   g.synthesis.w_dim = g.w_dim;
@@ -208,8 +207,7 @@ DiscriminatorConfig parse_discriminator_config(const std::string& text, const st
     br.get("activation", d.activation);
     br.filter("resample_filter", d.resample_filter);
     br.get("freeze_layers", d.freeze_layers);
-    bool unused_bool = false;
-    br.get("fp16_channels_last", unused_bool);
+    br.get("fp16_channels_last", d.fp16_channels_last);
   }
   r.sub("mapping_kwargs");  // only used with labels
   {
@@ -233,6 +231,7 @@ std::string to_init_kwargs(const GeneratorConfig& g) {
                     {"resample_filter", s.resample_filter}, {"use_noise", s.use_noise},
                     {"activation", s.activation}, {"kernel_size", s.kernel_size}};
   synthesis["conv_clamp"] = s.conv_clamp ? json(*s.conv_clamp) : json(nullptr);
+  if (s.fp16_channels_last) synthesis["fp16_channels_last"] = true;  // absent = the reference's default (false)
   return json{{"z_dim", g.z_dim}, {"c_dim", g.c_dim}, {"w_dim", g.w_dim}, {"img_resolution", g.img_resolution},
               {"img_channels", g.img_channels}, {"mapping_kwargs", mapping}, {"synthesis_kwargs", synthesis}}
       .dump();
@@ -247,6 +246,7 @@ std::string to_init_kwargs(const DiscriminatorConfig& d) {
             {"epilogue_kwargs", {{"mbstd_num_channels", d.mbstd_num_channels}, {"activation", d.epilogue_activation}}}};
   j["conv_clamp"] = d.conv_clamp ? json(*d.conv_clamp) : json(nullptr);
   j["epilogue_kwargs"]["mbstd_group_size"] = d.mbstd_group_size ? json(*d.mbstd_group_size) : json(nullptr);
+  if (d.fp16_channels_last) j["block_kwargs"]["fp16_channels_last"] = true;
   return j.dump();
 }
 

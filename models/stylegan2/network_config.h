@@ -28,6 +28,9 @@ struct SynthesisConfig {
   int channel_base = 32768;
   int channel_max = 512;
   int num_fp16_res = 0;
+  // FP16 blocks keep activations channels-last (NHWC) on CUDA: the reference's fp16_channels_last / --nhwc. The same
+  // function, laid out for the tensor cores' convolutions; off by default, as in the reference.
+  bool fp16_channels_last = false;
   std::optional<double> conv_clamp;
   std::string architecture = "skip";       // orig | skip | resnet
   std::vector<double> resample_filter = {1, 3, 3, 1};
@@ -55,6 +58,7 @@ struct DiscriminatorConfig {
   int channel_base = 32768;
   int channel_max = 512;
   int num_fp16_res = 0;
+  bool fp16_channels_last = false;          // as SynthesisConfig::fp16_channels_last
   std::optional<double> conv_clamp;
   std::string activation = "lrelu";
   std::vector<double> resample_filter = {1, 3, 3, 1};

@@ -124,7 +124,7 @@ at::Tensor ToRGBLayer::forward(const at::Tensor& x, const at::Tensor& w, bool fu
 SynthesisBlock::SynthesisBlock(int64_t in_channels, int64_t out_channels, const SynthesisConfig& c, int resolution,
                                bool is_last, bool use_fp16)
     : in_channels_(in_channels), resolution_(resolution), is_last_(is_last), use_fp16_(use_fp16),
-      architecture_(c.architecture) {
+      channels_last_(use_fp16 && c.fp16_channels_last), architecture_(c.architecture) {
   resample_filter = register_buffer("resample_filter", kernels::setup_filter(c.resample_filter));
   if (in_channels == 0) constant = register_parameter("const", at::randn({out_channels, resolution, resolution}));
   if (in_channels != 0) {
@@ -166,6 +166,8 @@ std::pair<at::Tensor, at::Tensor> SynthesisBlock::forward(const at::Tensor& x_in
                           "synthesis block {}: input {}", resolution_, x_in.sizes().vec());
     x = x_in.to(dtype);
   }
+  // NHWC for the FP16 blocks when asked (the convolutions, elementwise ops and both CUDA kernels keep the layout).
+  if (half && channels_last_) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   if (in_channels_ == 0) {
     x = conv1_->forward(x, ws_list[wi++], options.noise_mode, fused);
   } else if (architecture_ == "resnet") {

@@ -84,7 +84,7 @@ class SynthesisBlock : public torch::nn::Module {
  private:
   int64_t in_channels_;
   int resolution_;
-  bool is_last_, use_fp16_;
+  bool is_last_, use_fp16_, channels_last_;
   std::string architecture_;
   int num_conv_ = 0, num_torgb_ = 0;
   std::shared_ptr<SynthesisLayer> conv0_, conv1_;

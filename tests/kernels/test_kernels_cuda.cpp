@@ -181,6 +181,57 @@ TEST(CudaKernels, BiasActHandlesHalfPrecisionOtherDimsAndNoBias) {
             1e-6);
 }
 
+// The NHWC FP16 blocks (fp16_channels_last): channels-last inputs give the same numbers as NCHW ones, to second
+// order, and the outputs stay channels-last (a kernel that returned NCHW would make every following convolution
+// convert the layout back).
+TEST(CudaKernels, ChannelsLastInputsGiveTheSameResultsAndKeepTheirLayout) {
+  SKIP_WITHOUT_CUDA_KERNELS();
+  at::manual_seed(6);  // reproducible inputs
+  const auto cl = at::MemoryFormat::ChannelsLast;
+  for (at::ScalarType dtype : {at::kFloat, at::kHalf}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    for (Activation act : {Activation::kLrelu, Activation::kSwish}) {
+      BiasActArgs a;
+      a.act = act;
+      a.clamp = 1.5;
+      const at::Tensor x0 = at::randn({4, 24, 8, 6}, on_cuda(dtype)) * 2;
+      const at::Tensor b0 = at::randn({24}, on_cuda(dtype));
+      const at::Tensor R = at::randn_like(x0);
+      std::vector<std::vector<at::Tensor>> results;
+      for (const bool channels_last : {false, true}) {
+        const at::Tensor x = (channels_last ? x0.contiguous(cl) : x0.clone()).requires_grad_(true);
+        const at::Tensor b = b0.clone().requires_grad_(true);
+        const at::Tensor y = kernels::bias_act(x, b, a, Impl::kCuda);
+        EXPECT_EQ(y.is_contiguous(cl) && !y.is_contiguous(), channels_last) << "bias_act output layout";
+        const auto first = test::gradients((y * R).sum(), {x, b}, true);
+        const auto second = test::gradients(first[0].pow(2).sum(), {x, b}, false);
+        results.push_back({y.detach(), first[0].detach(), first[1].detach(), second[0], second[1]});
+      }
+      const char* names[] = {"y", "dL_dx", "dL_db", "d2_dx", "d2_db"};
+      for (size_t k = 0; k < 5; ++k) {
+        // The same elementwise arithmetic in another order of elements; only the bias sums may round differently.
+        EXPECT_LE(test::normalised_max_error(results[1][k], results[0][k]), k == 2 || k == 4 ? tolerance(dtype) : 0)
+            << kernels::activation_name(act) << " " << names[k];
+      }
+    }
+    const at::Tensor f = kernels::setup_filter({1, 3, 3, 1});
+    const at::Tensor x0 = at::randn({4, 24, 8, 6}, on_cuda(dtype));
+    for (const bool down : {false, true}) {
+      std::vector<at::Tensor> outputs, grads;
+      for (const bool channels_last : {false, true}) {
+        const at::Tensor x = (channels_last ? x0.contiguous(cl) : x0.clone()).requires_grad_(true);
+        const at::Tensor y = down ? kernels::downsample2d(x, f) : kernels::upsample2d(x, f);
+        EXPECT_EQ(y.is_contiguous(cl) && !y.is_contiguous(), channels_last) << "upfirdn2d output layout";
+        y.pow(2).sum().backward();
+        outputs.push_back(y.detach());
+        grads.push_back(x.grad());
+      }
+      EXPECT_EQ(test::normalised_max_error(outputs[1], outputs[0]), 0) << (down ? "downsample2d" : "upsample2d");
+      EXPECT_EQ(test::normalised_max_error(grads[1], grads[0]), 0) << (down ? "downsample2d" : "upsample2d") << " grad";
+    }
+  }
+}
+
 TEST(CudaKernels, GridSampleAgreesWithTheReferenceThroughGradOutput) {
   SKIP_WITHOUT_CUDA_KERNELS();
   at::manual_seed(5);  // reproducible inputs

@@ -128,3 +128,26 @@ TEST(StyleGAN2Cuda, CudaKernelsAgreeWithTheAtenReferenceAndWithTheCpu) {
     }
   }
 }
+
+// fp16_channels_last (the reference's --nhwc): the FP16 blocks run NHWC and compute the same function — G and D
+// values and every gradient of the training losses, at half-precision agreement (cuDNN may pick other algorithms
+// for the other layout); the FP32 blocks are untouched.
+TEST(StyleGAN2Cuda, ChannelsLastFp16BlocksComputeTheSameFunction) {
+  if (!kernels::cuda_kernels_available()) GTEST_SKIP() << "no CUDA device in this build/machine";
+  std::vector<Result> results;
+  for (bool channels_last : {false, true}) {
+    at::manual_seed(7);  // the same weights both times
+    GeneratorConfig gc = small_generator(true);
+    DiscriminatorConfig dc = small_discriminator(true);
+    gc.synthesis.fp16_channels_last = dc.fp16_channels_last = channels_last;
+    Generator G(gc);
+    Discriminator D(dc);
+    G.train();
+    D.train();
+    at::Tensor z = at::randn({4, 64}), real = at::rand({4, 3, 64, 64}) * 2 - 1;
+    G.to(at::kCUDA);
+    D.to(at::kCUDA);
+    results.push_back(run(G, D, z.cuda(), real.cuda(), kernels::Impl::kAuto));
+  }
+  compare("fp16 blocks: channels-last vs NCHW", results[1], results[0], 2e-2, 5e-2);
+}

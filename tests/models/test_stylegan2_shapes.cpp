@@ -49,3 +49,20 @@ TEST(StyleGAN2Shapes, BadInitKwargsAreUsageErrorsNamingTheKey) {
     EXPECT_NE(std::string(e.what()).find("weights.h5 /G: init_kwargs 'z_dim'"), std::string::npos) << e.what();
   }
 }
+
+// fp16_channels_last (the reference's --nhwc) is read from the reference's kwargs and written back only when set, so
+// checkpoints of NHWC runs reload as NHWC and every other init_kwargs string stays as it was.
+TEST(StyleGAN2Shapes, Fp16ChannelsLastRoundTripsThroughInitKwargs) {
+  const GeneratorConfig g0 = parse_generator_config(R"({"img_resolution": 32})", "G");
+  EXPECT_FALSE(g0.synthesis.fp16_channels_last);
+  EXPECT_EQ(to_init_kwargs(g0).find("fp16_channels_last"), std::string::npos);
+  const GeneratorConfig g = parse_generator_config(
+      R"({"img_resolution": 32, "synthesis_kwargs": {"num_fp16_res": 2, "fp16_channels_last": true}})", "G");
+  EXPECT_TRUE(g.synthesis.fp16_channels_last);
+  EXPECT_TRUE(parse_generator_config(to_init_kwargs(g), "G").synthesis.fp16_channels_last);
+  const DiscriminatorConfig d = parse_discriminator_config(
+      R"({"img_resolution": 32, "block_kwargs": {"fp16_channels_last": true}})", "D");
+  EXPECT_TRUE(d.fp16_channels_last);
+  EXPECT_TRUE(parse_discriminator_config(to_init_kwargs(d), "D").fp16_channels_last);
+  EXPECT_FALSE(parse_discriminator_config(R"({"img_resolution": 32})", "D").fp16_channels_last);
+}
