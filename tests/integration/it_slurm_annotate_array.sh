@@ -7,14 +7,9 @@ ensure_world
 jid=$(submit -o "$W/annotate-%A_%a.out" --array=0-1 --cpus-per-task=1 "$SRC/slurm/annotate.sbatch" 2 \
         --shards "$WORLD/shards" --out "$W/annotated" --model synthetic --landmarks annotations --iterations 5)
 note "submitted annotate array $jid (2 parts)"
-end=$((SECONDS + 180))
-while [[ -n "$(squeue -h -j "$jid" 2>/dev/null)" ]]; do
-  ((SECONDS < end)) || fail "array job $jid still queued after 180 s"
-  sleep 0.3
-done
-states=$(scontrol show job "$jid" -o | grep -o 'ArrayTaskId=[0-9]* .*JobState=[A-Z_]*' | sed 's/ArrayTaskId=\([0-9]*\).*JobState=\([A-Z_]*\)/\1:\2/' | sort)
-note "task states: $(echo $states)"
-[[ "$(echo $states)" == "0:COMPLETED 1:COMPLETED" ]] || { for f in "$W"/annotate-*.out; do show_log "$f" 20; done; fail "not every part completed"; }
+states=$(wait_array "$jid" 180)
+note "task states: $states"
+[[ "$states" == "0:COMPLETED 1:COMPLETED" ]] || { for f in "$W"/annotate-*.out; do show_log "$f" 20; done; fail "not every part completed"; }
 "$FACETEX" data merge-manifest "$W/annotated" >"$W/merge.log" 2>&1 || { cat "$W/merge.log"; fail "merge-manifest"; }
 "$FACETEX" data verify "$W/annotated" >"$W/verify.log" 2>&1 || { cat "$W/verify.log"; fail "verify"; }
 sel="slurm_job_id=\"$jid\""

@@ -17,14 +17,9 @@ PY
 jid=$(submit -o "$W/pack-%A_%a.out" --array=0-3%2 --cpus-per-task=1 "$SRC/slurm/pack.sbatch" 4 \
         --images "$W/images" --out "$W/shards" --resolution 32 --shard-size 2)
 note "submitted array job $jid (4 parts, 2 at a time)"
-end=$((SECONDS + 120))
-while [[ -n "$(squeue -h -j "$jid" 2>/dev/null)" ]]; do
-  ((SECONDS < end)) || fail "array job $jid still queued after 120 s"
-  sleep 0.3
-done
-states=$(scontrol show job "$jid" -o | grep -o 'ArrayTaskId=[0-9]* .*JobState=[A-Z_]*' | sed 's/ArrayTaskId=\([0-9]*\).*JobState=\([A-Z_]*\)/\1:\2/' | sort)
-note "task states: $(echo $states)"
-[[ "$(echo $states)" == "0:COMPLETED 1:COMPLETED 2:COMPLETED 3:COMPLETED" ]] || { for f in "$W"/pack-*.out; do show_log "$f" 15; done; fail "not every part completed"; }
+states=$(wait_array "$jid" 120)
+note "task states: $states"
+[[ "$states" == "0:COMPLETED 1:COMPLETED 2:COMPLETED 3:COMPLETED" ]] || { for f in "$W"/pack-*.out; do show_log "$f" 15; done; fail "not every part completed"; }
 for i in 0 1 2 3; do
   [[ -f "$W/shards/dataset.part-0000$i-of-00004.json" ]] || fail "part $i wrote no part manifest"
 done

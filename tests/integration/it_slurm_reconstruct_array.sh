@@ -25,14 +25,9 @@ jid=$(submit -o "$W/recon-%A_%a.out" --array=0-1 --cpus-per-task=1 "$SRC/slurm/r
         --checkpoint "$CKPT" --inputs "$W/inputs" --out "$W/recon" --steps 3 --w-avg-samples 64 \
         --crop-resolution 64 --batch 2)
 note "submitted reconstruct array $jid (2 parts, $total inputs)"
-end=$((SECONDS + 240))
-while [[ -n "$(squeue -h -j "$jid" 2>/dev/null)" ]]; do
-  ((SECONDS < end)) || fail "array job $jid still queued after 240 s"
-  sleep 0.5
-done
-states=$(scontrol show job "$jid" -o | grep -o 'ArrayTaskId=[0-9]* .*JobState=[A-Z_]*' | sed 's/ArrayTaskId=\([0-9]*\).*JobState=\([A-Z_]*\)/\1:\2/' | sort)
-note "task states: $(echo $states)"
-[[ "$(echo $states)" == "0:COMPLETED 1:COMPLETED" ]] || { for f in "$W"/recon-*.out; do show_log "$f" 20; done; fail "not every part completed"; }
+states=$(wait_array "$jid" 240)
+note "task states: $states"
+[[ "$states" == "0:COMPLETED 1:COMPLETED" ]] || { for f in "$W"/recon-*.out; do show_log "$f" 20; done; fail "not every part completed"; }
 
 # Every input has exactly one status line across the part manifests; the non-image is bad_input.
 lines=$(cat "$W"/recon/manifest*.jsonl | wc -l)

@@ -48,6 +48,17 @@ wait_job() {
   done
   echo "TIMEOUT_WAITING($st after ${limit}s)"
 }
+# Waits until array job $1 has left the queue (fails after $2 s, default 120); prints "task:JobState" per array task,
+# sorted, on one line (e.g. "0:COMPLETED 1:COMPLETED").
+wait_array() {
+  local id=$1 limit=${2:-120} end=$((SECONDS + ${2:-120}))
+  while [[ -n "$(squeue -h -j "$id" 2>/dev/null)" ]]; do
+    ((SECONDS < end)) || fail "array job $id still queued after $limit s"
+    sleep 0.3
+  done
+  echo $(scontrol show job "$id" -o | grep -o 'ArrayTaskId=[0-9]* .*JobState=[A-Z_]*' |
+         sed 's/ArrayTaskId=\([0-9]*\).*JobState=\([A-Z_]*\)/\1:\2/' | sort)
+}
 # Prometheus instant query: prints one line per series, "labels value".
 prom_query() {
   curl -sf "$PROM_URL/api/v1/query" --data-urlencode "query=$1" | python3 -c '
