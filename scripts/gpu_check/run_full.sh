@@ -95,17 +95,19 @@ measure() {
   [ "$DEV" = cuda ] || small=1
   step "cuda tests: every kernel, G/D, rasteriser/renderer and augment pipe on the GPU vs the CPU/reference"
   for t in test_kernels test_models test_render test_train; do
-    if FACETEX_KERNEL_TIMINGS=1 run $t 300 "$B/$t" --gtest_filter='*Cuda*:*CUDA*'; then
-      log $t | grep -E "^\[  PASSED|SKIPPED \]|\[timing\]" | tee -a "$SUMMARY"
+    if FACETEX_KERNEL_TIMINGS=1 run $t 300 "$B/tests/$t" --gtest_filter='*Cuda*:*CUDA*'; then
+      log $t | grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]+ tests?,|\[timing\]|\[cuda\]" | tee -a "$SUMMARY"
     fi
   done
   step "nccl: one-rank communicator test, allreduce bench, training run with run.comm = nccl"
-  if run test_cluster 180 "$B/test_cluster"; then
+  if run test_cluster 180 "$B/tests/test_cluster"; then
     log test_cluster | grep -E "OK \]|SKIPPED|PASSED" | grep -i -E "nccl|PASSED" | tee -a "$SUMMARY"
   fi
   local comm=nccl
   [ "$DEV" = cuda ] || comm=mpi
-  run bench_reducer 120 "$B/bench_reducer" --comm $comm --device "$DEV" --mb 80 --iters 5 && log bench_reducer | tee -a "$SUMMARY"
+  local red_args=(--mb 80 --iters 5)
+  [ $small = 1 ] && red_args=(--mb 8 --iters 1)
+  run bench_reducer 120 "$B/bench/bench_reducer" --comm $comm --device "$DEV" "${red_args[@]}" && log bench_reducer | tee -a "$SUMMARY"
   [ -f "$W/world64/shards/dataset.json" ] || run synth64 300 "$FT" data synth --out "$W/world64" --count 256
   rm -rf "$W/nccl-run"
   if run train_nccl 300 "$FT" train --preset synth64 --shards "$W/world64/shards" --run "$W/nccl-run" --device "$DEV" \
@@ -116,7 +118,7 @@ measure() {
   step "texture: full training step at 256², both background modes"
   local tex_args=(--preset paper1024 --resolution 256 --batch 32 --iters 5)
   [ $small = 1 ] && tex_args=(--preset synth64 --batch 4 --iters 1)
-  run bench_train_step 300 "$B/bench_train_step" --device "$DEV" "${tex_args[@]}" && log bench_train_step | tee -a "$SUMMARY"
+  run bench_train_step 300 "$B/bench/bench_train_step" --device "$DEV" "${tex_args[@]}" && log bench_train_step | tee -a "$SUMMARY"
 
   step "image: stylegan2-256 (config F, batch 32, ADA) sec/kimg"
   local res=256 count=1024 kimg=3 tick=1 preset=stylegan2-256
@@ -138,7 +140,7 @@ measure() {
   step "recon: reconstructed images per hour, batch 1 vs 32, 1024²"
   local rec_args=(--crop 1024 --texture 1024 --channels 512 --w-dim 512 --batch 32 --images 32 --steps 10)
   [ $small = 1 ] && rec_args=(--batch 2 --images 2 --steps 2)
-  run bench_reconstruct 420 "$B/bench_reconstruct" --device "$DEV" "${rec_args[@]}" && log bench_reconstruct | tee -a "$SUMMARY"
+  run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" && log bench_reconstruct | tee -a "$SUMMARY"
   step "done"
 }
 
