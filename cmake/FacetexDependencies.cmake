@@ -1,6 +1,5 @@
 # Every external dependency, found once. docs/dependencies.md explains why each is here.
 find_package(Threads REQUIRED)
-find_package(PkgConfig REQUIRED)
 
 # LibTorch: Debian's libtorch-dev (CPU, 1.13) or any CUDA LibTorch 2.x (CMAKE_PREFIX_PATH=torch.utils.cmake_prefix_path).
 find_package(Torch REQUIRED)
@@ -20,6 +19,7 @@ set(FACETEX_STATIC_DEPS "" CACHE PATH "prefix from scripts/gpu_check/build_deps.
 if(FACETEX_STATIC_DEPS)
   include(${CMAKE_CURRENT_LIST_DIR}/FacetexStaticDeps.cmake)
 else()
+  find_package(PkgConfig REQUIRED)
   find_package(HDF5 REQUIRED COMPONENTS C)
   find_package(CLI11 REQUIRED)
   find_package(nlohmann_json 3.9 REQUIRED)
