@@ -2,10 +2,14 @@
 // the same steps at batch 1 (the public code's one-image-at-a-time approach) and at batch B, side by side.
 //
 //   bench_reconstruct [--device cpu|cuda] [--batch 8] [--steps 20] [--crop 256] [--texture 64] [--channels 64]
-//                     [--w-dim 128] [--images 8] [--keep DIR]
+//                     [--w-dim 128] [--images 8] [--keep DIR] [--synthetic R] [--channel-base B]
+// The texture G has min(B / res, --channels) channels at each resolution; B defaults to channels × texture (the same
+// width everywhere). Config F at 1024²: --texture 1024 --channels 512 --channel-base 32768 --w-dim 512.
 //
 // Input photos: the dlib example photos with faces (assets/dlib/faces; $FACETEX_ASSETS or <source>/assets), cycled
-// to --images. The texture generator has random weights (the cost does not depend on the values). The face model is
+// to --images, geometry from dlib's landmarks on the canonical mesh. --synthetic R instead renders --images faces of
+// a synthetic world at R² (`facetex data synth`) and takes their exact annotations as landmarks, on the world's own
+// face model — no assets needed (the GPU machine has none); the projection, which batching speeds up, is the same. The texture generator has random weights (the cost does not depend on the values). The face model is
 // the canonical mesh. Timings: whole job (geometry, projection, writing) and projection alone.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -23,6 +27,7 @@
 #include "models/weights/weight_file.h"
 #include "train/annotate.h"
 #include "train/reconstruct.h"
+#include "train/synthetic_world.h"
 
 namespace fs = std::filesystem;
 using namespace facetex;
@@ -31,6 +36,7 @@ int main(int argc, char** argv) {
   std::string device = "cpu";
   int batch = 8, steps = 20, crop = 256, texture = 64, channels = 64, w_dim = 128, images = 8;
   std::string keep;
+  int synthetic = 0, channel_base = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--device") device = v;
@@ -42,6 +48,8 @@ int main(int argc, char** argv) {
     else if (k == "--w-dim") w_dim = std::stoi(v);
     else if (k == "--images") images = std::stoi(v);
     else if (k == "--keep") keep = v;
+    else if (k == "--synthetic") synthetic = std::stoi(v);
+    else if (k == "--channel-base") channel_base = std::stoi(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -50,7 +58,7 @@ int main(int argc, char** argv) {
   const char* env = std::getenv("FACETEX_ASSETS");
   const fs::path assets = env && *env ? fs::path(env) : fs::path(FACETEX_SOURCE_DIR) / "assets";
   const fs::path faces = assets / "dlib" / "faces";
-  if (!fs::is_directory(faces)) {
+  if (synthetic == 0 && !fs::is_directory(faces)) {
     std::fprintf(stderr, "%s missing: run scripts/fetch_assets.sh\n", faces.string().c_str());
     return 77;
   }
@@ -58,18 +66,26 @@ int main(int argc, char** argv) {
                                      : fs::path(keep);
   fs::remove_all(work);
   fs::create_directories(work / "in");
-  const std::vector<std::string> photos = {"2008_002079.jpg", "2008_001322.jpg", "2007_007763.jpg",
-                                           "2009_004587.jpg", "2008_002470.jpg", "2008_004176.jpg",
-                                           "2008_007676.jpg", "2008_002506.jpg"};
-  for (int i = 0; i < images; ++i) {
-    fs::copy_file(faces / photos[size_t(i) % photos.size()], work / "in" / fmt::format("img{:03d}.jpg", i));
+  if (synthetic > 0) {
+    train::SyntheticWorldOptions wo;
+    wo.out = work / "world";
+    wo.count = images;
+    wo.resolution = synthetic;
+    train::write_synthetic_world(wo);
+  } else {
+    const std::vector<std::string> photos = {"2008_002079.jpg", "2008_001322.jpg", "2007_007763.jpg",
+                                             "2009_004587.jpg", "2008_002470.jpg", "2008_004176.jpg",
+                                             "2008_007676.jpg", "2008_002506.jpg"};
+    for (int i = 0; i < images; ++i) {
+      fs::copy_file(faces / photos[size_t(i) % photos.size()], work / "in" / fmt::format("img{:03d}.jpg", i));
+    }
   }
   namespace sg = models::stylegan2;
   sg::GeneratorConfig c;
   c.z_dim = c.mapping.z_dim = w_dim;
   c.w_dim = c.mapping.w_dim = c.synthesis.w_dim = w_dim;
   c.img_resolution = c.synthesis.img_resolution = texture;
-  c.synthesis.channel_base = channels * texture;
+  c.synthesis.channel_base = channel_base > 0 ? channel_base : channels * texture;
   c.synthesis.channel_max = channels;
   at::manual_seed(1);
   sg::Generator G(c);
@@ -78,18 +94,27 @@ int main(int argc, char** argv) {
 
   train::ReconstructOptions o;
   o.checkpoint = work / "G.h5";
-  o.inputs = work / "in";
+  o.inputs = synthetic > 0 ? work / "world" / "shards" : work / "in";
   o.schedule.steps = steps;
   o.schedule.w_avg_samples = 2000;
   o.crop_resolution = crop;
   o.device = device;
-  auto model = train::load_model_choice("canonical", 0, 40, assets);
-  o.model = model.model;
-  o.model_name = model.name;
-  o.landmarks = train::dlib_landmark_provider(assets / "dlib" / "shape_predictor_68_face_landmarks.dat");
-  std::printf("bench_reconstruct: %d photos, %d steps, crop %d^2, texture G %d^2 (%d channels, w_dim %d, %d params "
-              "tensors), device %s, torch threads %d\n",
-              images, steps, crop, texture, channels, w_dim, int(G.parameters().size()), device.c_str(),
+  if (synthetic > 0) {
+    o.model = train::load_world_model(work / "world");
+    o.model_name = "synthetic world";
+    o.landmarks = train::annotation_landmark_provider(o.model);
+  } else {
+    auto model = train::load_model_choice("canonical", 0, 40, assets);
+    o.model = model.model;
+    o.model_name = model.name;
+    o.landmarks = train::dlib_landmark_provider(assets / "dlib" / "shape_predictor_68_face_landmarks.dat");
+  }
+  int64_t params = 0;
+  for (const auto& t : G.parameters()) params += t.numel();
+  std::printf("bench_reconstruct: %d %s, %d steps, crop %d^2, texture G %d^2 (channels %d..%d, w_dim %d, %.1f M "
+              "parameters), device %s, torch threads %d\n",
+              images, synthetic > 0 ? fmt::format("synthetic {}^2 renders", synthetic).c_str() : "photos", steps, crop,
+              texture, c.synthesis.channels(texture), c.synthesis.channels(4), w_dim, params / 1e6, device.c_str(),
               at::get_num_threads());
   double rate[2] = {0, 0}, proj_rate[2] = {0, 0};
   const int batches[2] = {1, batch};

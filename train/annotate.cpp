@@ -80,6 +80,8 @@ class AnnotationSource : public LandmarkSource {
   AnnotationSource(std::shared_ptr<const f3::MorphableModel> model, f3::CameraOptions camera)
       : model_(std::move(model)), camera_(camera), layout_(f3::CoeffLayout::for_model(*model_)) {}
   std::optional<aux::Landmarks68> landmarks(const LandmarkQuery& q) override {
+    FACETEX_CHECK_USAGE(q.shard != nullptr, "{}: landmarks from annotations need a packed dataset as input, not "
+                        "image files", q.key);
     const data::ShardReader& s = *q.shard;
     FACETEX_CHECK_DATA(s.has_annotation("coeffs") && s.has_annotation("crop"),
                        "{}: --landmarks annotations needs the input's /coeffs and /crop", s.path());

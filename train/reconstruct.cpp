@@ -296,7 +296,7 @@ class Reconstructor {
       }
     }
     const int h = img.height, w = img.width;
-    LandmarkQuery q{img.rgb.data(), h, w, nullptr, 0, item.source};
+    LandmarkQuery q{img.rgb.data(), h, w, item.shard, item.row, item.source};  // shard rows: their annotations too
     const auto lm = landmarks_->landmarks(q);
     if (!lm) return Outcome{"no_face", "no face detected"};
     at::Tensor lm68 = at::empty({1, 68, 2}, at::kFloat);

@@ -16,7 +16,8 @@
 #   image    `facetex train --preset stylegan2-256` (image mode, config F, batch 32, ADA) on a 256² synthetic world
 #            for 3 ticks of 1 kimg: sec/kimg per tick from log.txt (the public implementation: ~11.8 on one H100);
 #            once with the reference layout, once with model.fp16_channels_last = true (NHWC FP16 blocks).
-#   recon    bench_reconstruct at 1024² (1024² texture, config-F channels, W 512): images/h at batch 1 vs 32.
+#   recon    bench_reconstruct at 1024² (1024² texture, config-F channels, W 512; 32 synthetic 256² renders with
+#            their annotations as landmarks): images/h at batch 1 vs 32.
 # FACETEX_GPU_DEVICE=cpu runs the same steps on the CPU with tiny sizes (a dry run of this script, on any machine;
 # FACETEX_GPU_BUILD_TIMEOUT=3600 for a 2-core build).
 set -o pipefail
@@ -138,8 +139,10 @@ measure() {
   done
 
   step "recon: reconstructed images per hour, batch 1 vs 32, 1024²"
-  local rec_args=(--crop 1024 --texture 1024 --channels 512 --w-dim 512 --batch 32 --images 32 --steps 10)
-  [ $small = 1 ] && rec_args=(--batch 2 --images 2 --steps 2)
+  # Synthetic renders with their exact annotations as landmarks: the GPU machine has no dlib assets.
+  local rec_args=(--synthetic 256 --crop 1024 --texture 1024 --channels 512 --channel-base 32768 --w-dim 512 --batch 32
+                  --images 32 --steps 10)
+  [ $small = 1 ] && rec_args=(--synthetic 64 --batch 2 --images 2 --steps 2)
   run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" && log bench_reconstruct | tee -a "$SUMMARY"
   step "done"
 }

@@ -26,6 +26,7 @@
 #include "models/weights/weight_file.h"
 #include "tests/support/fixtures.h"
 #include "train/reconstruct.h"
+#include "train/synthetic_world.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -326,6 +327,44 @@ TEST(Reconstruct, PackedShardsAsInputs) {
     }
   }
   EXPECT_GE(ok, 1) << r.out;
+}
+
+// The library path with a packed dataset and landmarks from its own annotations (a synthetic world: exact geometry,
+// no detector) reconstructs every row — the reconstructor hands each shard row to the landmark source (it once passed
+// no shard, and the annotation source crashed). Folder inputs with that source are a usage error, not a crash.
+TEST(Reconstruct, ShardRowsWithLandmarksFromTheirAnnotations) {
+  test::TempDir dir;
+  train::SyntheticWorldOptions wo;
+  wo.out = dir / "world";
+  wo.count = 3;
+  wo.resolution = 64;
+  train::write_synthetic_world(wo);
+  train::ReconstructOptions o;
+  o.checkpoint = checkpoint();
+  o.inputs = dir / "world" / "shards";
+  o.out = dir / "out";
+  o.batch = 2;
+  o.schedule.steps = 2;
+  o.schedule.w_avg_samples = 64;
+  o.crop_resolution = 64;
+  o.model = train::load_world_model(dir / "world");
+  o.model_name = "synthetic world";
+  o.landmarks = train::annotation_landmark_provider(o.model);
+  const train::ReconstructResult r = train::reconstruct(o);
+  EXPECT_EQ(r.ok, 3);
+  EXPECT_EQ(r.no_face + r.bad_input + r.error, 0);
+
+  fs::create_directories(dir / "photos");
+  test::write_bytes(dir / "photos" / "a.png", data::encode_png(test::make_image(64, 64, 3)));
+  o.inputs = dir / "photos";
+  o.out = dir / "out2";
+  const train::ReconstructResult folder = train::reconstruct(o);
+  EXPECT_EQ(folder.ok, 0);
+  EXPECT_EQ(folder.error, 1);  // one clear line in the manifest, the job goes on
+  const auto m = manifest(dir / "out2" / "manifest.jsonl");
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_NE(m.begin()->second["message"].get<std::string>().find("need a packed dataset"), std::string::npos)
+      << m.begin()->second.dump();
 }
 
 TEST(Reconstruct, PartsAreDisjointAndCoverTheInputs) {
