@@ -96,6 +96,11 @@ bool same_layout(const at::Tensor& a, const at::Tensor& b) {
   return true;
 }
 
+// The layout a gradient must take: that of the saved forward tensors (x or y, whichever the activation keeps).
+at::MemoryFormat saved_format(const at::Tensor& x, const at::Tensor& y, const at::Tensor& fallback) {
+  return dense_format(present(x) ? x : present(y) ? y : fallback);
+}
+
 // One kernel launch over dense tensors of x's shape and layout (b, xref, yref, dy may be absent).
 at::Tensor launch(int mode, const at::Tensor& x, const at::Tensor& b, const at::Tensor& xref, const at::Tensor& yref,
                   const at::Tensor& dy, const BiasActSpec& s) {
@@ -139,8 +144,7 @@ class BiasActGradFunction : public torch::autograd::Function<BiasActGradFunction
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b,
                             const at::Tensor& y, const BiasActSpec& s) {
-    // The saved forward tensors (x or y, whichever this activation keeps) fix the layout.
-    const at::Tensor dy_c = dy.contiguous(dense_format(present(x) ? x : present(y) ? y : dy));
+    const at::Tensor dy_c = dy.contiguous(saved_format(x, y, dy));
     ctx->save_for_backward({has_second_derivative(s.act) ? dy_c : absent_like(dy_c), x, b, y});
     save_spec(ctx, s);
     return launch(1, dy_c, b, x, y, absent_like(dy_c), s);
@@ -150,7 +154,7 @@ class BiasActGradFunction : public torch::autograd::Function<BiasActGradFunction
     const BiasActSpec s = load_spec(ctx);
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &dy = saved[0], &x = saved[1], &b = saved[2], &y = saved[3];
-    const at::Tensor d_dx = grads[0].contiguous(dense_format(present(x) ? x : present(y) ? y : dy));
+    const at::Tensor d_dx = grads[0].contiguous(saved_format(x, y, dy));
 
     at::Tensor d_dy, d_x, d_b;
     // Mode 1 is linear in dy, so its derivative with respect to dy is mode 1 again.
