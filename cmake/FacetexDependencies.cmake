@@ -3,6 +3,11 @@ find_package(Threads REQUIRED)
 
 # LibTorch: Debian's libtorch-dev (CPU, 1.13) or any CUDA LibTorch 2.x (CMAKE_PREFIX_PATH=torch.utils.cmake_prefix_path).
 find_package(Torch REQUIRED)
+# LibTorch 2.12 and later refuse to compile below C++20 (#error in ATen/ATen.h); the project itself is C++17 and
+# Debian's 1.13 stays there. Only the language level changes, so every target still shares one precompiled header.
+if(DEFINED Torch_VERSION AND Torch_VERSION VERSION_GREATER_EQUAL 2.12)
+  set(CMAKE_CXX_STANDARD 20)
+endif()
 if(TORCH_CUDA_LIBRARIES OR TARGET torch_cuda OR TARGET c10_cuda)
   set(FACETEX_TORCH_CUDA ON)
 else()

@@ -19,7 +19,9 @@
 #   recon    bench_reconstruct at 1024² (1024² texture, config-F channels, W 512; 32 synthetic 256² renders with
 #            their annotations as landmarks): images/h at batch 1 vs 32.
 # FACETEX_GPU_DEVICE=cpu runs the same steps on the CPU with tiny sizes (a dry run of this script, on any machine;
-# FACETEX_GPU_BUILD_TIMEOUT=3600 for a 2-core build).
+# FACETEX_GPU_BUILD_TIMEOUT=3600 for a 2-core build). FACETEX_GPU_DEADLINE_S=N ends every step by N seconds after
+# the start (a device call has a hard limit; what is left unmeasured is reported as skipped, the logs still come back).
+# The build keeps going past errors (ninja -k 0): every target that links is measured, and the log holds every error.
 set -o pipefail
 cd "$(dirname "$0")/../.."
 STAGE=${1:-all}
@@ -33,6 +35,7 @@ W=${FACETEX_GPU_WORK_DIR:-/tmp/facetex-gpu-work}
 mkdir -p "$OUT" "$W"
 SUMMARY=$OUT/summary.txt
 T0=$(date +%s)
+DEADLINE=${FACETEX_GPU_DEADLINE_S:-0}
 say() { echo "$*" | tee -a "$SUMMARY"; }
 step() { say "=== $1 [t=$(($(date +%s) - T0)) s]"; }
 
@@ -66,10 +69,11 @@ build() {
     -DFACETEX_STATIC_DEPS="$P" -DFACETEX_PROMETHEUS=OFF "${cuda_args[@]}" || exit 1
   log cmake | grep "facetex: CUDA" | tee -a "$SUMMARY"
   local t=$(date +%s)
-  if ! run build "${FACETEX_GPU_BUILD_TIMEOUT:-900}" ninja -C "$B" facetex bench_train_step bench_reconstruct bench_reducer test_cluster test_kernels \
-       test_models test_render test_train; then
-    log build | grep -E "error|undefined" -A3 | head -40 | tee -a "$SUMMARY"
-    exit 1
+  if ! run build "${FACETEX_GPU_BUILD_TIMEOUT:-900}" ninja -k 0 -C "$B" facetex bench_train_step bench_reconstruct bench_reducer \
+       test_cluster test_kernels test_models test_render test_train; then
+    log build | grep -E "error|undefined reference" -A3 | head -60 | tee -a "$SUMMARY"
+    say "build incomplete after $(($(date +%s) - t)) s; measuring what linked"
+    return 1
   fi
   say "built in $(($(date +%s) - t)) s"
 }
@@ -80,6 +84,12 @@ build() {
 run() {
   local name=$1 limit=$2; shift 2
   mkdir -p "$W/logs"
+  if [ "$DEADLINE" -gt 0 ]; then
+    local left=$((DEADLINE - ($(date +%s) - T0)))
+    if [ $left -lt 15 ]; then say "$name SKIPPED (deadline)"; return 124; fi
+    [ $left -lt "$limit" ] && limit=$left
+  fi
+  if [ ! -x "$1" ] && ! command -v "$1" >/dev/null; then say "$name SKIPPED ($1 did not build)"; return 127; fi
   timeout "$limit" "$@" >"$W/logs/$name.log" 2>&1
   local rc=$?
   if [ $rc -ne 0 ]; then
@@ -94,14 +104,8 @@ log() { cat "$W/logs/$1.log"; }
 measure() {
   local FT=$B/facetex small=0
   [ "$DEV" = cuda ] || small=1
-  step "cuda tests: every kernel, G/D, rasteriser/renderer and augment pipe on the GPU vs the CPU/reference"
-  for t in test_kernels test_models test_render test_train; do
-    if FACETEX_KERNEL_TIMINGS=1 run $t 300 "$B/tests/$t" --gtest_filter='*Cuda*:*CUDA*'; then
-      log $t | grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]+ tests?,|\[timing\]|\[cuda\]" | tee -a "$SUMMARY"
-    fi
-  done
   step "nccl: one-rank communicator test, allreduce bench, training run with run.comm = nccl"
-  if run test_cluster 180 "$B/tests/test_cluster"; then
+  if run test_cluster 120 "$B/tests/test_cluster" --gtest_filter='NcclCommunicator.*'; then
     log test_cluster | grep -E "OK \]|SKIPPED|PASSED" | grep -i -E "nccl|PASSED" | tee -a "$SUMMARY"
   fi
   local comm=nccl
@@ -116,6 +120,18 @@ measure() {
     log train_nccl | grep -i -E "comm|nccl|kimg|tick" | tail -6 | tee -a "$SUMMARY"
   fi
 
+  step "cuda tests: every kernel, G/D, rasteriser/renderer and augment pipe on the GPU vs the CPU/reference"
+  for t in test_kernels test_models test_render test_train; do
+    if FACETEX_KERNEL_TIMINGS=1 run $t 150 "$B/tests/$t" --gtest_filter='*Cuda*:*CUDA*'; then
+      log $t | grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]+ tests?,|\[timing\]|\[cuda\]" | tee -a "$SUMMARY"
+    fi
+  done
+  step "recon: reconstructed images per hour, batch 1 vs 32, 1024²"
+  # Synthetic renders with their exact annotations as landmarks: the GPU machine has no dlib assets.
+  local rec_args=(--synthetic 256 --crop 1024 --texture 1024 --channels 512 --channel-base 32768 --w-dim 512 --batch 32
+                  --images 32 --steps 10)
+  [ $small = 1 ] && rec_args=(--synthetic 64 --batch 2 --images 2 --steps 2)
+  run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" && log bench_reconstruct | tee -a "$SUMMARY"
   step "texture: full training step at 256², both background modes"
   local tex_args=(--preset paper1024 --resolution 256 --batch 32 --iters 5)
   [ $small = 1 ] && tex_args=(--preset synth64 --batch 4 --iters 1)
@@ -138,18 +154,12 @@ measure() {
     fi
   done
 
-  step "recon: reconstructed images per hour, batch 1 vs 32, 1024²"
-  # Synthetic renders with their exact annotations as landmarks: the GPU machine has no dlib assets.
-  local rec_args=(--synthetic 256 --crop 1024 --texture 1024 --channels 512 --channel-base 32768 --w-dim 512 --batch 32
-                  --images 32 --steps 10)
-  [ $small = 1 ] && rec_args=(--synthetic 64 --batch 2 --images 2 --steps 2)
-  run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" && log bench_reconstruct | tee -a "$SUMMARY"
   step "done"
 }
 
 case $STAGE in
   build) build ;;
   measure) [ -x "$B/facetex" ] || build; measure ;;
-  all) build; measure ;;
+  all) build; measure ;;  # a partial build is still measured: each step skips a target that did not link
   *) echo "usage: run_full.sh [build|measure|all]" >&2; exit 2 ;;
 esac
