@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/fatal_signal.h"
 #include "core/log.h"
 #include "data/dataset.h"
 #include "data/image_codec.h"
@@ -79,6 +80,9 @@ double stream_seconds(const std::shared_ptr<const data::Dataset>& ds, int thread
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line-buffered: the figures reach a log even if the process dies later; a crash prints a backtrace.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  facetex::install_fatal_signal_report("bench_loader");
   int64_t images_256 = 512, images_1024 = 48;
   int repeat = 5;
   fs::path dir = fs::temp_directory_path() / "facetex-bench-loader";

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "core/fatal_signal.h"
 #include "core/version.h"
 #include "models/stylegan2/generator.h"
 #include "models/weights/weight_file.h"
@@ -33,6 +34,9 @@ namespace fs = std::filesystem;
 using namespace facetex;
 
 int main(int argc, char** argv) {
+  // Line-buffered: the figures reach a log even if the process dies later; a crash prints a backtrace.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  facetex::install_fatal_signal_report("bench_reconstruct");
   std::string device = "cpu";
   int batch = 8, steps = 20, crop = 256, texture = 64, channels = 64, w_dim = 128, images = 8;
   std::string keep;

@@ -28,6 +28,7 @@
 #include "cluster/gradient_reducer.h"
 #include "cluster/mpi_communicator.h"
 #include "cluster/world.h"
+#include "core/fatal_signal.h"
 #include "models/stylegan2/discriminator.h"
 
 using namespace facetex;
@@ -64,6 +65,9 @@ double best_of(cluster::Communicator& comm, int iters, const std::function<void(
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line-buffered: the figures reach a log even if the process dies later; a crash prints a backtrace.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  facetex::install_fatal_signal_report("bench_reducer");
   double mb = 80, bucket_mb = 25;
   int iters = 5;
   std::string comm_name = "auto", device_name = "cpu";

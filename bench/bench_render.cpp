@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/fatal_signal.h"
 #include "kernels/dispatch.h"
 #include "kernels/rasterize.h"
 #include "models/face3d/renderer.h"
@@ -117,6 +118,9 @@ std::vector<int> parse_list(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line-buffered: the figures reach a log even if the process dies later; a crash prints a backtrace.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  facetex::install_fatal_signal_report("bench_render");
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "core/fatal_signal.h"
 #include "core/log.h"
 #include "kernels/dispatch.h"
 #include "models/stylegan2/discriminator.h"
@@ -80,6 +81,9 @@ double images_per_second(Nets& n, int batch, int iters, const at::TensorOptions&
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line-buffered: the figures reach a log even if the process dies later; a crash prints a backtrace.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  facetex::install_fatal_signal_report("bench_stylegan2");
   std::string device = "cpu", config = "small";
   int resolution = 64, batch = 8, iters = 5;
   for (int i = 1; i + 1 < argc; i += 2) {

@@ -26,6 +26,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/fatal_signal.h"
 #include "models/aux/dfr_model.h"
 #include "models/aux/recon_net.h"
 #include "models/aux/rig_net.h"
@@ -68,6 +69,9 @@ double best_ms(const std::function<void()>& fn, const at::Device& d, int iters) 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line-buffered: the figures reach a log even if the process dies later; a crash prints a backtrace.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  facetex::install_fatal_signal_report("bench_train_step");
   std::string preset = "synth64", device_name = "cpu";
   int batch = 8, iters = 3, threads = 0, resolution = 0;
   for (int i = 1; i + 1 < argc; i += 2) {

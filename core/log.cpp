@@ -11,6 +11,7 @@
 
 #include "core/env_param.h"
 #include "core/error.h"
+#include "core/fatal_signal.h"
 
 namespace facetex::log {
 namespace {
@@ -63,6 +64,7 @@ void ensure_sinks(State& s) {
 }  // namespace
 
 void init(const Options& options) {
+  set_fatal_signal_rank(options.rank);  // the crash report names the rank the log lines name
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
   s.options = options;

@@ -22,6 +22,10 @@
 # FACETEX_GPU_BUILD_TIMEOUT=3600 for a 2-core build). FACETEX_GPU_DEADLINE_S=N ends every step by N seconds after
 # the start (a device call has a hard limit; what is left unmeasured is reported as skipped, the logs still come back).
 # The build keeps going past errors (ninja -k 0): every target that links is measured, and the log holds every error.
+# FACETEX_GPU_TARGETS="facetex test_kernels ..." builds fewer targets (a short second call).
+# FACETEX_GPU_STEPS="nccl cuda recon texture image" picks measurements (default: all, in that order);
+# FACETEX_GPU_CUDA_TESTS narrows the cuda step's test binaries. A step that
+# crashes has its backtrace (the fatal-signal report of core/fatal_signal.h) named with addr2line in the summary.
 set -o pipefail
 cd "$(dirname "$0")/../.."
 STAGE=${1:-all}
@@ -69,8 +73,10 @@ build() {
     -DFACETEX_STATIC_DEPS="$P" -DFACETEX_PROMETHEUS=OFF "${cuda_args[@]}" || exit 1
   log cmake | grep "facetex: CUDA" | tee -a "$SUMMARY"
   local t=$(date +%s)
-  if ! run build "${FACETEX_GPU_BUILD_TIMEOUT:-900}" ninja -k 0 -C "$B" facetex bench_train_step bench_reconstruct bench_reducer \
-       test_cluster test_kernels test_models test_render test_train; then
+  local targets=${FACETEX_GPU_TARGETS:-facetex bench_train_step bench_reconstruct bench_reducer test_cluster test_kernels \
+test_models test_render test_train}
+  # shellcheck disable=SC2086 # a list of target names
+  if ! run build "${FACETEX_GPU_BUILD_TIMEOUT:-900}" ninja -k 0 -C "$B" $targets; then
     log build | grep -E "error|undefined reference" -A3 | head -60 | tee -a "$SUMMARY"
     say "build incomplete after $(($(date +%s) - t)) s; measuring what linked"
     return 1
@@ -95,65 +101,84 @@ run() {
   if [ $rc -ne 0 ]; then
     say "$name FAILED (exit $rc), tail of its log:"
     tail -5 "$W/logs/$name.log" | tee -a "$SUMMARY"
+    [ $rc -gt 128 ] && symbolise "$W/logs/$name.log"
   fi
   tar -czf "$OUT/logs.tar.gz" -C "$W" logs
   return $rc
 }
 log() { cat "$W/logs/$1.log"; }
+# symbolise <log>: the frames of a fatal-signal report ("/path/binary(+0xOFFSET)[0x...]") as function and source
+# line, through addr2line (Release builds keep the symbol table, so functions are named even without -g).
+symbolise() {
+  command -v addr2line >/dev/null || return 0
+  say "backtrace, symbolised:"
+  sed -n 's|^\(/[^(]*\)(+\(0x[0-9a-f]*\)).*|\1 \2|p' "$1" | head -40 | while read -r bin off; do
+    say "  $(basename "$bin") $off $(addr2line -f -C -e "$bin" "$off" 2>/dev/null | tr '\n' ' ')"
+  done
+}
+wants() { [ -z "${FACETEX_GPU_STEPS:-}" ] || [[ " $FACETEX_GPU_STEPS " == *" $1 "* ]]; }
 
 measure() {
   local FT=$B/facetex small=0
   [ "$DEV" = cuda ] || small=1
-  step "nccl: one-rank communicator test, allreduce bench, training run with run.comm = nccl"
-  if run test_cluster 120 "$B/tests/test_cluster" --gtest_filter='NcclCommunicator.*'; then
-    log test_cluster | grep -E "OK \]|SKIPPED|PASSED" | grep -i -E "nccl|PASSED" | tee -a "$SUMMARY"
-  fi
-  local comm=nccl
-  [ "$DEV" = cuda ] || comm=mpi
-  local red_args=(--mb 80 --iters 5)
-  [ $small = 1 ] && red_args=(--mb 8 --iters 1)
-  run bench_reducer 120 "$B/bench/bench_reducer" --comm $comm --device "$DEV" "${red_args[@]}" && log bench_reducer | tee -a "$SUMMARY"
-  [ -f "$W/world64/shards/dataset.json" ] || run synth64 300 "$FT" data synth --out "$W/world64" --count 256
-  rm -rf "$W/nccl-run"
-  if run train_nccl 300 "$FT" train --preset synth64 --shards "$W/world64/shards" --run "$W/nccl-run" --device "$DEV" \
-       --kimg 0.2 --set run.comm=$comm; then
-    log train_nccl | grep -i -E "comm|nccl|kimg|tick" | tail -6 | tee -a "$SUMMARY"
-  fi
-
-  step "cuda tests: every kernel, G/D, rasteriser/renderer and augment pipe on the GPU vs the CPU/reference"
-  for t in test_kernels test_models test_render test_train; do
-    if FACETEX_KERNEL_TIMINGS=1 run $t 150 "$B/tests/$t" --gtest_filter='*Cuda*:*CUDA*'; then
-      log $t | grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]+ tests?,|\[timing\]|\[cuda\]" | tee -a "$SUMMARY"
+  if wants nccl; then
+    step "nccl: one-rank communicator test, allreduce bench, training run with run.comm = nccl"
+    if run test_cluster 120 "$B/tests/test_cluster" --gtest_filter='NcclCommunicator.*'; then
+      log test_cluster | grep -E "OK \]|SKIPPED|PASSED" | grep -i -E "nccl|PASSED" | tee -a "$SUMMARY"
     fi
-  done
-  step "recon: reconstructed images per hour, batch 1 vs 32, 1024²"
-  # Synthetic renders with their exact annotations as landmarks: the GPU machine has no dlib assets.
-  local rec_args=(--synthetic 256 --crop 1024 --texture 1024 --channels 512 --channel-base 32768 --w-dim 512 --batch 32
-                  --images 32 --steps 10)
-  [ $small = 1 ] && rec_args=(--synthetic 64 --batch 2 --images 2 --steps 2)
-  run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" && log bench_reconstruct | tee -a "$SUMMARY"
-  step "texture: full training step at 256², both background modes"
-  local tex_args=(--preset paper1024 --resolution 256 --batch 32 --iters 5)
-  [ $small = 1 ] && tex_args=(--preset synth64 --batch 4 --iters 1)
-  run bench_train_step 300 "$B/bench/bench_train_step" --device "$DEV" "${tex_args[@]}" && log bench_train_step | tee -a "$SUMMARY"
-
-  step "image: stylegan2-256 (config F, batch 32, ADA) sec/kimg"
-  local res=256 count=1024 kimg=3 tick=1 preset=stylegan2-256
-  [ $small = 1 ] && { res=64; count=128; kimg=0.064; tick=0.016; preset=synth64; }
-  [ -f "$W/world$res/shards/dataset.json" ] || run synth$res 300 "$FT" data synth --out "$W/world$res" --count $count --resolution $res
-  # The reference layout (NCHW everywhere), then the FP16 blocks channels-last (model.fp16_channels_last, --nhwc).
-  for layout in nchw nhwc; do
-    rm -rf "$W/sg-$layout"
-    local img_args=(--preset $preset --shards "$W/world$res/shards" --run "$W/sg-$layout" --device "$DEV" --kimg $kimg
-                    --set run.kimg_per_tick=$tick --set run.snap_ticks=1000)
-    [ $small = 1 ] && img_args+=(--set model.mode=image)
-    [ $layout = nhwc ] && img_args+=(--set model.fp16_channels_last=true)
-    if run train_image_$layout 420 "$FT" train "${img_args[@]}"; then
-      say "image mode, $layout:"
-      grep -E "tick [0-9]+ +kimg" "$W/sg-$layout/log.txt" | tee -a "$SUMMARY"
+    local comm=nccl
+    [ "$DEV" = cuda ] || comm=mpi
+    local red_args=(--mb 80 --iters 5)
+    [ $small = 1 ] && red_args=(--mb 8 --iters 1)
+    run bench_reducer 120 "$B/bench/bench_reducer" --comm $comm --device "$DEV" "${red_args[@]}" && log bench_reducer | tee -a "$SUMMARY"
+    [ -f "$W/world64/shards/dataset.json" ] || run synth64 300 "$FT" data synth --out "$W/world64" --count 256
+    rm -rf "$W/nccl-run"
+    if run train_nccl 300 "$FT" train --preset synth64 --shards "$W/world64/shards" --run "$W/nccl-run" --device "$DEV" \
+         --kimg 0.2 --set run.comm=$comm \
+         --set model.face_model_mat="$W/world64/model.mat" --set model.face_model_uv="$W/world64/uv.npy"; then
+      log train_nccl | grep -i -E "comm|nccl|kimg|tick" | tail -6 | tee -a "$SUMMARY"
     fi
-  done
-
+  fi
+  if wants cuda; then
+    step "cuda tests: every kernel, G/D, rasteriser/renderer and augment pipe on the GPU vs the CPU/reference"
+    for t in ${FACETEX_GPU_CUDA_TESTS:-test_kernels test_models test_render test_train}; do
+      if FACETEX_KERNEL_TIMINGS=1 run $t 150 "$B/tests/$t" --gtest_filter='*Cuda*:*CUDA*'; then
+        log $t | grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]+ tests?,|\[timing\]|\[cuda\]" | tee -a "$SUMMARY"
+      fi
+    done
+  fi
+  if wants recon; then
+    step "recon: reconstructed images per hour, batch 1 vs 32, 1024²"
+    # Synthetic renders with their exact annotations as landmarks: the GPU machine has no dlib assets.
+    local rec_args=(--synthetic 256 --crop 1024 --texture 1024 --channels 512 --channel-base 32768 --w-dim 512 --batch 32
+                    --images 32 --steps 10)
+    [ $small = 1 ] && rec_args=(--synthetic 64 --batch 2 --images 2 --steps 2)
+    run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" && log bench_reconstruct | tee -a "$SUMMARY"
+  fi
+  if wants texture; then
+    step "texture: full training step at 256², both background modes"
+    local tex_args=(--preset paper1024 --resolution 256 --batch 32 --iters 5)
+    [ $small = 1 ] && tex_args=(--preset synth64 --batch 4 --iters 1)
+    run bench_train_step 300 "$B/bench/bench_train_step" --device "$DEV" "${tex_args[@]}" && log bench_train_step | tee -a "$SUMMARY"
+  fi
+  if wants image; then
+    step "image: stylegan2-256 (config F, batch 32, ADA) sec/kimg"
+    local res=256 count=1024 kimg=3 tick=1 preset=stylegan2-256
+    [ $small = 1 ] && { res=64; count=128; kimg=0.064; tick=0.016; preset=synth64; }
+    [ -f "$W/world$res/shards/dataset.json" ] || run synth$res 300 "$FT" data synth --out "$W/world$res" --count $count --resolution $res
+    # The reference layout (NCHW everywhere), then the FP16 blocks channels-last (model.fp16_channels_last, --nhwc).
+    for layout in nchw nhwc; do
+      rm -rf "$W/sg-$layout"
+      local img_args=(--preset $preset --shards "$W/world$res/shards" --run "$W/sg-$layout" --device "$DEV" --kimg $kimg
+                      --set run.kimg_per_tick=$tick --set run.snap_ticks=1000)
+      [ $small = 1 ] && img_args+=(--set model.mode=image)
+      [ $layout = nhwc ] && img_args+=(--set model.fp16_channels_last=true)
+      if run train_image_$layout 420 "$FT" train "${img_args[@]}"; then
+        say "image mode, $layout:"
+        grep -E "tick [0-9]+ +kimg" "$W/sg-$layout/log.txt" | tee -a "$SUMMARY"
+      fi
+    done
+  fi
   step "done"
 }
 

@@ -1,6 +1,8 @@
 // core/: config precedence and errors, job partitioning, CRC-32, atomic files, HDF5 helpers, env params.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <cstdlib>
 #include <filesystem>
 
@@ -9,6 +11,7 @@
 #include "core/crc32.h"
 #include "core/env_param.h"
 #include "core/error.h"
+#include "core/fatal_signal.h"
 #include "core/h5.h"
 #include "core/partition.h"
 #include "tests/support/fixtures.h"
@@ -162,4 +165,18 @@ TEST(EnvParam, ReadsCachesAndRejectsMalformedValues) {
   EXPECT_THROW(env_int("FACETEX_TEST_INT", 3), UsageError);
   setenv("FACETEX_TEST_DOUBLE", "0.5", 1);
   EXPECT_DOUBLE_EQ(env_double("FACETEX_TEST_DOUBLE", 1), 0.5);
+}
+
+// A crash no error path catches names the program, host, pid and rank, prints a backtrace, and still dies of the
+// same signal (Slurm and the shell see 128 + signal, core dumps still happen).
+TEST(FatalSignal, ACrashIsReportedWithItsRankAndDiesOfTheSameSignal) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto crash = [](int sig) {
+    facetex::install_fatal_signal_report("test_core");
+    facetex::set_fatal_signal_rank(3);
+    ::raise(sig);
+  };
+  EXPECT_EXIT(crash(SIGSEGV), testing::KilledBySignal(SIGSEGV),
+              "test_core: fatal SIGSEGV \\(11\\) on host .*, pid [0-9]+, rank 3; backtrace.*\n.*test_core");
+  EXPECT_EXIT(crash(SIGABRT), testing::KilledBySignal(SIGABRT), "fatal SIGABRT \\(6\\).* rank 3");
 }

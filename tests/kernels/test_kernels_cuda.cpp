@@ -214,7 +214,7 @@ TEST(CudaKernels, ChannelsLastInputsGiveTheSameResultsAndKeepTheirLayout) {
             << kernels::activation_name(act) << " " << names[k];
       }
     }
-    const at::Tensor f = kernels::setup_filter({1, 3, 3, 1});
+    const at::Tensor f = kernels::setup_filter({1, 3, 3, 1}).to(at::kCUDA);  // the CUDA path wants x and f together
     const at::Tensor x0 = at::randn({4, 24, 8, 6}, on_cuda(dtype));
     for (const bool down : {false, true}) {
       std::vector<at::Tensor> outputs, grads;
