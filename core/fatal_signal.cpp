@@ -1,10 +1,14 @@
 #include "core/fatal_signal.h"
 
 #include <execinfo.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <initializer_list>
 
@@ -40,6 +44,49 @@ void put_int(long v) {
   put(p);
 }
 
+void put_hex(uintptr_t v) {
+  char buf[2 + 16 + 1];
+  char* p = buf + sizeof buf;
+  *--p = '\0';
+  do {
+    *--p = "0123456789abcdef"[v & 15];
+    v >>= 4;
+  } while (v != 0);
+  *--p = 'x';
+  *--p = '0';
+  put(p);
+}
+
+// The /proc/self/maps line whose range holds `pc` ("none" when it lies in no mapping: a jump through a dangling
+// pointer, or into a library already unloaded at exit — the case where the backtrace cannot go past the signal).
+void put_mapping_of(uintptr_t pc) {
+  const int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  char line[512];
+  size_t len = 0;
+  bool found = false;
+  char c;
+  while (!found && ::read(fd, &c, 1) == 1) {
+    if (c != '\n') {
+      if (len + 1 < sizeof line) line[len++] = c;
+      continue;
+    }
+    line[len] = '\0';
+    uintptr_t lo = 0, hi = 0;
+    const char* q = line;
+    for (; *q != '-' && *q != '\0'; ++q) lo = lo * 16 + static_cast<uintptr_t>(*q <= '9' ? *q - '0' : *q - 'a' + 10);
+    if (*q == '-') ++q;
+    for (; *q != ' ' && *q != '\0'; ++q) hi = hi * 16 + static_cast<uintptr_t>(*q <= '9' ? *q - '0' : *q - 'a' + 10);
+    if (pc >= lo && pc < hi) {
+      put(line);
+      found = true;
+    }
+    len = 0;
+  }
+  ::close(fd);
+  if (!found) put("none");
+}
+
 const char* signal_name(int sig) {
   switch (sig) {
     case SIGSEGV: return "SIGSEGV";
@@ -51,7 +98,7 @@ const char* signal_name(int sig) {
   }
 }
 
-extern "C" void on_fatal_signal(int sig) {
+extern "C" void on_fatal_signal(int sig, siginfo_t* info, void* context) {
   put("\n");
   put(g_program);
   put(": fatal ");
@@ -64,7 +111,23 @@ extern "C" void on_fatal_signal(int sig) {
   put_int(static_cast<long>(::getpid()));
   put(", rank ");
   put_int(g_rank.load());
-  put("; backtrace (addr2line -f -C -e BINARY OFFSET names the functions):\n");
+  const long tid = ::syscall(SYS_gettid);
+  put(", thread ");
+  put_int(tid);
+  put(tid == static_cast<long>(::getpid()) ? " (main)" : " (not main)");
+  uintptr_t pc = 0;
+#if defined(__x86_64__)
+  pc = static_cast<uintptr_t>(static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+  pc = static_cast<uintptr_t>(static_cast<ucontext_t*>(context)->uc_mcontext.pc);
+#endif
+  put("\n  fault address ");
+  put_hex(reinterpret_cast<uintptr_t>(info != nullptr ? info->si_addr : nullptr));
+  put(", pc ");
+  put_hex(pc);
+  put(" in mapping: ");
+  put_mapping_of(pc);
+  put("\n  backtrace (addr2line -f -C -e BINARY OFFSET names the functions):\n");
   void* frames[64];
   const int n = ::backtrace(frames, 64);
   ::backtrace_symbols_fd(frames, n, STDERR_FILENO);
@@ -83,9 +146,9 @@ void install_fatal_signal_report(const char* program) {
   void* warm[1];
   ::backtrace(warm, 1);
   struct sigaction sa {};
-  sa.sa_handler = on_fatal_signal;
+  sa.sa_sigaction = on_fatal_signal;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = static_cast<int>(SA_RESETHAND | SA_NODEFER);
+  sa.sa_flags = static_cast<int>(SA_SIGINFO | SA_RESETHAND | SA_NODEFER);
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::sigaction(sig, &sa, nullptr);
 }
 

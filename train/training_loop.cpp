@@ -213,11 +213,10 @@ void Trainer::setup() {
     at::globalContext().setAllowTF32CuBLAS(o_.allow_tf32);
   }
   comm_ = cluster::make_communicator(world_, o_.comm, device_);
-  if (world_.size > 1) {
-    log_.info("rank {} of {} on {} ({} communicator, {} launcher)", world_.rank, world_.size, world_.node,
-              comm_->backend(), world_.launcher);
-    comm_->barrier();  // every rank is up before anyone touches the run folder
-  }
+  // Said for one rank too: a single-rank run may still use MPI or NCCL (run.comm), e.g. to check a backend.
+  log_.info("rank {} of {} on {} ({} communicator, {} launcher, device {})", world_.rank, world_.size, world_.node,
+            comm_->backend(), world_.launcher, device_.str());
+  if (world_.size > 1) comm_->barrier();  // every rank is up before anyone touches the run folder
   if (root()) write_file_atomic(run_dir_ / "config.toml", config_.to_toml());
 
   // Data: every rank streams its part of one global order.

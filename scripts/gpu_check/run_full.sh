@@ -107,12 +107,12 @@ run() {
   return $rc
 }
 log() { cat "$W/logs/$1.log"; }
-# symbolise <log>: the frames of a fatal-signal report ("/path/binary(+0xOFFSET)[0x...]") as function and source
+# symbolise <log>: the frames of a fatal-signal report ("path/binary(+0xOFFSET)[0x...]") as function and source
 # line, through addr2line (Release builds keep the symbol table, so functions are named even without -g).
 symbolise() {
   command -v addr2line >/dev/null || return 0
   say "backtrace, symbolised:"
-  sed -n 's|^\(/[^(]*\)(+\(0x[0-9a-f]*\)).*|\1 \2|p' "$1" | head -40 | while read -r bin off; do
+  sed -n 's|^\([^ (][^(]*\)(+\(0x[0-9a-f]*\)).*|\1 \2|p' "$1" | head -40 | while read -r bin off; do
     say "  $(basename "$bin") $off $(addr2line -f -C -e "$bin" "$off" 2>/dev/null | tr '\n' ' ')"
   done
 }

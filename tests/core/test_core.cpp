@@ -177,6 +177,7 @@ TEST(FatalSignal, ACrashIsReportedWithItsRankAndDiesOfTheSameSignal) {
     ::raise(sig);
   };
   EXPECT_EXIT(crash(SIGSEGV), testing::KilledBySignal(SIGSEGV),
-              "test_core: fatal SIGSEGV \\(11\\) on host .*, pid [0-9]+, rank 3; backtrace.*\n.*test_core");
+              "test_core: fatal SIGSEGV \\(11\\) on host .*, pid [0-9]+, rank 3, thread [0-9]+ \\(main\\)\n"
+              "  fault address .*, pc 0x[0-9a-f]+ in mapping: .*backtrace.*\n.*test_core");
   EXPECT_EXIT(crash(SIGABRT), testing::KilledBySignal(SIGABRT), "fatal SIGABRT \\(6\\).* rank 3");
 }
