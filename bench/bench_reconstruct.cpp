@@ -2,15 +2,18 @@
 // the same steps at batch 1 (the public code's one-image-at-a-time approach) and at batch B, side by side.
 //
 //   bench_reconstruct [--device cpu|cuda] [--batch 8] [--steps 20] [--crop 256] [--texture 64] [--channels 64]
-//                     [--w-dim 128] [--images 8] [--keep DIR] [--synthetic R] [--channel-base B]
+//                     [--w-dim 128] [--images 8] [--keep DIR] [--synthetic R] [--channel-base B] [--fp16-res N]
+//                     [--conv-clamp C]
 // The texture G has min(B / res, --channels) channels at each resolution; B defaults to channels × texture (the same
-// width everywhere). Config F at 1024²: --texture 1024 --channels 512 --channel-base 32768 --w-dim 512.
+// width everywhere). Config F at 1024²: --texture 1024 --channels 512 --channel-base 32768 --w-dim 512; a trained
+// paper1024 checkpoint also has --fp16-res 4 --conv-clamp 256 (FP16 on the top 4 resolutions, used on CUDA only).
 //
 // Input photos: the dlib example photos with faces (assets/dlib/faces; $FACETEX_ASSETS or <source>/assets), cycled
 // to --images, geometry from dlib's landmarks on the canonical mesh. --synthetic R instead renders --images faces of
 // a synthetic world at R² (`facetex data synth`) and takes their exact annotations as landmarks, on the world's own
-// face model — no assets needed (the GPU machine has none); the projection, which batching speeds up, is the same. The texture generator has random weights (the cost does not depend on the values). The face model is
-// the canonical mesh. Timings: whole job (geometry, projection, writing) and projection alone.
+// face model — no assets needed (the GPU machine has none); the projection, which batching speeds up, is the same.
+// The texture generator has random weights (the cost does not depend on the values). Timings: whole job (geometry,
+// projection, writing) and projection alone.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <unistd.h>
@@ -40,7 +43,8 @@ int main(int argc, char** argv) {
   std::string device = "cpu";
   int batch = 8, steps = 20, crop = 256, texture = 64, channels = 64, w_dim = 128, images = 8;
   std::string keep;
-  int synthetic = 0, channel_base = 0;
+  int synthetic = 0, channel_base = 0, fp16_res = 0;
+  double conv_clamp = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--device") device = v;
@@ -54,6 +58,8 @@ int main(int argc, char** argv) {
     else if (k == "--keep") keep = v;
     else if (k == "--synthetic") synthetic = std::stoi(v);
     else if (k == "--channel-base") channel_base = std::stoi(v);
+    else if (k == "--fp16-res") fp16_res = std::stoi(v);
+    else if (k == "--conv-clamp") conv_clamp = std::stod(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -91,6 +97,10 @@ int main(int argc, char** argv) {
   c.img_resolution = c.synthesis.img_resolution = texture;
   c.synthesis.channel_base = channel_base > 0 ? channel_base : channels * texture;
   c.synthesis.channel_max = channels;
+  // A trained paper1024 checkpoint runs its top 4 resolutions in FP16 with conv_clamp 256 (on CUDA), and the
+  // projector uses G as configured, as the public projector does.
+  c.synthesis.num_fp16_res = fp16_res;
+  if (conv_clamp > 0) c.synthesis.conv_clamp = conv_clamp;
   at::manual_seed(1);
   sg::Generator G(c);
   models::write_weight_file(work / "G.h5", {{"G_ema", models::network_state(G, "Generator", sg::to_init_kwargs(c))}},
@@ -116,10 +126,10 @@ int main(int argc, char** argv) {
   int64_t params = 0;
   for (const auto& t : G.parameters()) params += t.numel();
   std::printf("bench_reconstruct: %d %s, %d steps, crop %d^2, texture G %d^2 (channels %d..%d, w_dim %d, %.1f M "
-              "parameters), device %s, torch threads %d\n",
+              "parameters, FP16 on the top %d resolutions), device %s, torch threads %d\n",
               images, synthetic > 0 ? fmt::format("synthetic {}^2 renders", synthetic).c_str() : "photos", steps, crop,
-              texture, c.synthesis.channels(texture), c.synthesis.channels(4), w_dim, params / 1e6, device.c_str(),
-              at::get_num_threads());
+              texture, c.synthesis.channels(texture), c.synthesis.channels(4), w_dim, params / 1e6, fp16_res,
+              device.c_str(), at::get_num_threads());
   double rate[2] = {0, 0}, proj_rate[2] = {0, 0};
   const int batches[2] = {1, batch};
   for (int k = 0; k < 2; ++k) {

@@ -17,7 +17,8 @@
 #            for 3 ticks of 1 kimg: sec/kimg per tick from log.txt (the public implementation: ~11.8 on one H100);
 #            once with the reference layout, once with model.fp16_channels_last = true (NHWC FP16 blocks).
 #   recon    bench_reconstruct at 1024² (1024² texture, config-F channels, W 512; 32 synthetic 256² renders with
-#            their annotations as landmarks): images/h at batch 1 vs 32.
+#            their annotations as landmarks; G with FP16 on its top 4 resolutions as a trained checkpoint, TF32 allowed
+#            as in the public projector): images/h at batch 1 vs 32.
 # FACETEX_GPU_DEVICE=cpu runs the same steps on the CPU with tiny sizes (a dry run of this script, on any machine;
 # FACETEX_GPU_BUILD_TIMEOUT=3600 for a 2-core build). FACETEX_GPU_DEADLINE_S=N ends every step by N seconds after
 # the start (a device call has a hard limit; what is left unmeasured is reported as skipped, the logs still come back).
@@ -95,7 +96,12 @@ run() {
     if [ $left -lt 15 ]; then say "$name SKIPPED (deadline)"; return 124; fi
     [ $left -lt "$limit" ] && limit=$left
   fi
-  if [ ! -x "$1" ] && ! command -v "$1" >/dev/null; then say "$name SKIPPED ($1 did not build)"; return 127; fi
+  local prog=$1 i=2
+  if [ "$1" = env ]; then  # env -u VAR ... PROGRAM ARGS: the program is the first word after env's options
+    while [[ ${!i} == -* ]]; do [[ ${!i} == -u ]] && i=$((i + 1)); i=$((i + 1)); done
+    prog=${!i}
+  fi
+  if [ ! -x "$prog" ] && ! command -v "$prog" >/dev/null; then say "$name SKIPPED ($prog did not build)"; return 127; fi
   timeout "$limit" "$@" >"$W/logs/$name.log" 2>&1
   local rc=$?
   if [ $rc -ne 0 ]; then
@@ -150,10 +156,13 @@ measure() {
   if wants recon; then
     step "recon: reconstructed images per hour, batch 1 vs 32, 1024²"
     # Synthetic renders with their exact annotations as landmarks: the GPU machine has no dlib assets.
+    # G as a trained paper1024 checkpoint has it (FP16 on the top 4 resolutions, conv_clamp 256), and LibTorch's
+    # default numerics (TF32 allowed in cuDNN convolutions), as the public projector runs: no NVIDIA_TF32_OVERRIDE.
     local rec_args=(--synthetic 256 --crop 1024 --texture 1024 --channels 512 --channel-base 32768 --w-dim 512 --batch 32
-                    --images 32 --steps 10)
+                    --images 32 --steps 10 --fp16-res 4 --conv-clamp 256)
     [ $small = 1 ] && rec_args=(--synthetic 64 --batch 2 --images 2 --steps 2)
-    run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" && log bench_reconstruct | tee -a "$SUMMARY"
+    run bench_reconstruct 420 env -u NVIDIA_TF32_OVERRIDE "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" &&
+      log bench_reconstruct | tee -a "$SUMMARY"
   fi
   if wants texture; then
     step "texture: full training step at 256², both background modes"
