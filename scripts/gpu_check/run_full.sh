@@ -8,25 +8,27 @@
 #   build   : configure + build (build-full/ stays on a warm machine, so a second call rebuilds nothing)
 #   measure : the measurements below (builds first if needed)
 #   all     : both (default)
-# Measurements (each bounded by a timeout; a failing step is reported and the next one runs):
-#   cuda     the CUDA test cases of test_kernels/test_models/test_render/test_train (gtest filter *Cuda*:*CUDA*).
+# Measurements (each bounded by a timeout; a failing step is reported and the next one runs), in this order:
 #   nccl     test_cluster's NCCL one-rank test; bench_reducer on CUDA gradients over NCCL; a 1-rank training run
 #            with run.comm = nccl (synth64 networks on the GPU, 0.2 kimg).
+#   cuda     the CUDA test cases of test_kernels/test_models/test_render/test_train (gtest filter *Cuda*:*CUDA*).
+#   gd       bench_stylegan2 (G+D forward/backward of config F at 256² batch 32 and 1024² batch 4) and bench_render
+#            (rasteriser/renderer, CPU vs CUDA).
+#   recon    bench_reconstruct at 1024² (1024² texture, config-F channels, W 512; 32 synthetic 256² renders with
+#            their annotations as landmarks; G with FP16 on its top 4 resolutions as a trained checkpoint, TF32 allowed
+#            as in the public projector): images/h at batch 1 vs 32.
 #   texture  bench_train_step, paper networks at 256², both background modes: step img/s and where the time goes.
 #   image    `facetex train --preset stylegan2-256` (image mode, config F, batch 32, ADA) on a 256² synthetic world
 #            for 3 ticks of 1 kimg: sec/kimg per tick from log.txt (the public implementation: ~11.8 on one H100);
 #            once with the reference layout, once with model.fp16_channels_last = true (NHWC FP16 blocks).
-#   recon    bench_reconstruct at 1024² (1024² texture, config-F channels, W 512; 32 synthetic 256² renders with
-#            their annotations as landmarks; G with FP16 on its top 4 resolutions as a trained checkpoint, TF32 allowed
-#            as in the public projector): images/h at batch 1 vs 32.
 # FACETEX_GPU_DEVICE=cpu runs the same steps on the CPU with tiny sizes (a dry run of this script, on any machine;
 # FACETEX_GPU_BUILD_TIMEOUT=3600 for a 2-core build). FACETEX_GPU_DEADLINE_S=N ends every step by N seconds after
 # the start (a device call has a hard limit; what is left unmeasured is reported as skipped, the logs still come back).
 # The build keeps going past errors (ninja -k 0): every target that links is measured, and the log holds every error.
 # FACETEX_GPU_TARGETS="facetex test_kernels ..." builds fewer targets (a short second call).
-# FACETEX_GPU_STEPS="nccl cuda recon texture image" picks measurements (default: all, in that order);
-# FACETEX_GPU_CUDA_TESTS narrows the cuda step's test binaries. A step that
-# crashes has its backtrace (the fatal-signal report of core/fatal_signal.h) named with addr2line in the summary.
+# FACETEX_GPU_STEPS="nccl cuda gd recon texture image" picks measurements (default: all, in that order);
+# FACETEX_GPU_CUDA_TESTS narrows the cuda step's test binaries. A step that crashes has its backtrace (the
+# fatal-signal report of core/fatal_signal.h) named with addr2line in the summary.
 set -o pipefail
 cd "$(dirname "$0")/../.."
 STAGE=${1:-all}
@@ -74,8 +76,8 @@ build() {
     -DFACETEX_STATIC_DEPS="$P" -DFACETEX_PROMETHEUS=OFF "${cuda_args[@]}" || exit 1
   log cmake | grep "facetex: CUDA" | tee -a "$SUMMARY"
   local t=$(date +%s)
-  local targets=${FACETEX_GPU_TARGETS:-facetex bench_train_step bench_reconstruct bench_reducer test_cluster test_kernels \
-test_models test_render test_train}
+  local targets=${FACETEX_GPU_TARGETS:-facetex bench_train_step bench_reconstruct bench_reducer bench_stylegan2 bench_render \
+test_cluster test_kernels test_models test_render test_train}
   # shellcheck disable=SC2086 # a list of target names
   if ! run build "${FACETEX_GPU_BUILD_TIMEOUT:-900}" ninja -k 0 -C "$B" $targets; then
     log build | grep -E "error|undefined reference" -A3 | head -60 | tee -a "$SUMMARY"
@@ -152,6 +154,17 @@ measure() {
         log $t | grep -E "^\[  (PASSED|FAILED) |^\[  SKIPPED \] [0-9]+ tests?,|\[timing\]|\[cuda\]" | tee -a "$SUMMARY"
       fi
     done
+  fi
+  if wants gd; then
+    step "gd: G+D training-pass benchmark (config F, FP16 on the top 4 resolutions) and the renderer benchmark"
+    local gd_sizes=("256 32" "1024 4") gd_iters=10
+    [ $small = 1 ] && { gd_sizes=("64 2"); gd_iters=1; }
+    for rb in "${gd_sizes[@]}"; do
+      set -- $rb
+      run bench_stylegan2_$1 120 "$B/bench/bench_stylegan2" --device "$DEV" --config f --resolution "$1" --batch "$2" \
+        --iters $gd_iters && log bench_stylegan2_$1 | tee -a "$SUMMARY"
+    done
+    run bench_render 120 "$B/bench/bench_render" && log bench_render | tee -a "$SUMMARY"
   fi
   if wants recon; then
     step "recon: reconstructed images per hour, batch 1 vs 32, 1024²"
