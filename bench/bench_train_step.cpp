@@ -141,16 +141,16 @@ int main(int argc, char** argv) {
     StyleGAN2Loss loss(G, D, &augment, pipeline, lo, stats);
     const at::Tensor z = at::randn({batch, o.G.z_dim}, fopts);
     const at::Tensor reals = at::rand({batch, 3, R, R}, fopts) * 2 - 1;
-    auto requires = [](torch::nn::Module& m, bool on) {
+    auto set_grad = [](torch::nn::Module& m, bool on) {
       for (auto& p : m.parameters(true)) p.set_requires_grad(on);
     };
     const double step = best_ms([&] {
-      requires(G, true);
+      set_grad(G, true);
       loss.accumulate_gradients(Phase::kGmain, reals, z, ctx, 1.0);
-      requires(G, false);
-      requires(D, true);
+      set_grad(G, false);
+      set_grad(D, true);
       loss.accumulate_gradients(Phase::kDmain, reals, z, ctx, 1.0);
-      requires(D, false);
+      set_grad(D, false);
     }, dev, iters);
 
     // The pieces.
@@ -164,13 +164,13 @@ int main(int argc, char** argv) {
         gctx = {b.backgrounds, b.coeffs, b.bbox};
       }, dev, iters);
     }
-    requires(G, true);
+    set_grad(G, true);
     at::Tensor texture;
     const double g_ms = best_ms([&] {
       texture = G.forward(z, {});
       texture.backward(at::ones_like(texture));
     }, dev, iters);
-    requires(G, false);
+    set_grad(G, false);
     const at::Tensor tex = texture.detach().requires_grad_(true);
     at::Tensor composite;
     const double render_ms = best_ms([&] {
@@ -184,9 +184,9 @@ int main(int argc, char** argv) {
       augmented.backward(at::ones_like(augmented));
     }, dev, iters);
     const at::Tensor aug = augmented.detach().requires_grad_(true);
-    requires(D, true);
+    set_grad(D, true);
     const double d_ms = best_ms([&] { at::softplus(D.forward(aug)).mean().backward(); }, dev, iters);
-    requires(D, false);
+    set_grad(D, false);
     // Per step: G once (Gmain), render once per G pass — Dmain synthesises again without grad (counted as one more
     // G+render pass at roughly a third of the cost: forward only); augment 3 times; D 3 times.
     const double g_total = g_ms * (1 + 1.0 / 3), r_total = render_ms * (1 + 1.0 / 3);

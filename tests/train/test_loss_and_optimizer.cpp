@@ -104,8 +104,12 @@ TEST(StyleGAN2LossParity, EveryPhaseMatchesTheReferenceLossTerms) {
     }
     // The reported statistics are the reference's names.
     const auto& pending = stats.pending();
-    if (c.phase == Phase::kGmain) EXPECT_TRUE(pending.count("Loss/G/loss") && pending.count("Loss/signs/fake"));
-    if (c.phase == Phase::kDreg) EXPECT_TRUE(pending.count("Loss/r1_penalty") && pending.count("Loss/D/reg"));
+    if (c.phase == Phase::kGmain) {
+      EXPECT_TRUE(pending.count("Loss/G/loss") && pending.count("Loss/signs/fake"));
+    }
+    if (c.phase == Phase::kDreg) {
+      EXPECT_TRUE(pending.count("Loss/r1_penalty") && pending.count("Loss/D/reg"));
+    }
   }
 }
 
