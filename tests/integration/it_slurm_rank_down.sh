@@ -12,8 +12,8 @@ note "submitted 2-task train job $jid"
 rank_pid() {  # the training process of task $1 of this job
   local p
   for p in $(pgrep -f -- "train --run $RUN"); do
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_JOB_ID=$jid" || continue
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_PROCID=$1" && { echo "$p"; return; }
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -x "SLURM_JOB_ID=$jid" >/dev/null || continue
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -x "SLURM_PROCID=$1" >/dev/null && { echo "$p"; return; }
   done
 }
 for _ in $(seq 1200); do grep -q "tick 1 " "$LOG" 2>/dev/null && break; sleep 0.1; done

@@ -17,7 +17,9 @@ fi
 state=$(job_field "$jid" JobState)
 note "scraped while $state: $got"
 [[ $state == RUNNING ]] || fail "the job was $state when its metrics were first seen"
-prom_query "facetex_up{job=\"facetex\",slurm_job_id=\"$jid\"}" | grep -q ' 1$' || fail "facetex_up is not 1"
+# Captured, not piped into grep -q: under pipefail an early grep exit breaks the writer's pipe (a flaky failure).
+up=$(prom_query "facetex_up{job=\"facetex\",slurm_job_id=\"$jid\"}")
+(($(grep -c ' 1$' <<<"$up") == TASKS)) || fail "facetex_up is not 1 on every rank: $up"
 
 state=$(wait_job "$jid" 180)
 note "job $jid: $state"
