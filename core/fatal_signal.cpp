@@ -57,31 +57,39 @@ void put_hex(uintptr_t v) {
   put(p);
 }
 
+uintptr_t parse_hex(const char*& q, char stop) {
+  uintptr_t v = 0;
+  for (; *q != stop && *q != '\0'; ++q) v = v * 16 + static_cast<uintptr_t>(*q <= '9' ? *q - '0' : *q - 'a' + 10);
+  return v;
+}
+
 // The /proc/self/maps line whose range holds `pc` ("none" when it lies in no mapping: a jump through a dangling
 // pointer, or into a library already unloaded at exit — the case where the backtrace cannot go past the signal).
+// Lines are "lo-hi perms offset dev inode path"; read in blocks into a fixed buffer (no allocation).
 void put_mapping_of(uintptr_t pc) {
   const int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
-  char line[512];
+  char block[4096], line[512];
   size_t len = 0;
   bool found = false;
-  char c;
-  while (!found && ::read(fd, &c, 1) == 1) {
-    if (c != '\n') {
-      if (len + 1 < sizeof line) line[len++] = c;
-      continue;
+  ssize_t n;
+  while (!found && (n = ::read(fd, block, sizeof block)) > 0) {
+    for (ssize_t i = 0; i < n && !found; ++i) {
+      if (block[i] != '\n') {
+        if (len + 1 < sizeof line) line[len++] = block[i];
+        continue;
+      }
+      line[len] = '\0';
+      len = 0;
+      const char* q = line;
+      const uintptr_t lo = parse_hex(q, '-');
+      if (*q == '-') ++q;
+      const uintptr_t hi = parse_hex(q, ' ');
+      if (pc >= lo && pc < hi) {
+        put(line);
+        found = true;
+      }
     }
-    line[len] = '\0';
-    uintptr_t lo = 0, hi = 0;
-    const char* q = line;
-    for (; *q != '-' && *q != '\0'; ++q) lo = lo * 16 + static_cast<uintptr_t>(*q <= '9' ? *q - '0' : *q - 'a' + 10);
-    if (*q == '-') ++q;
-    for (; *q != ' ' && *q != '\0'; ++q) hi = hi * 16 + static_cast<uintptr_t>(*q <= '9' ? *q - '0' : *q - 'a' + 10);
-    if (pc >= lo && pc < hi) {
-      put(line);
-      found = true;
-    }
-    len = 0;
   }
   ::close(fd);
   if (!found) put("none");

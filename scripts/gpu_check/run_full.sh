@@ -98,12 +98,7 @@ run() {
     if [ $left -lt 15 ]; then say "$name SKIPPED (deadline)"; return 124; fi
     [ $left -lt "$limit" ] && limit=$left
   fi
-  local prog=$1 i=2
-  if [ "$1" = env ]; then  # env -u VAR ... PROGRAM ARGS: the program is the first word after env's options
-    while [[ ${!i} == -* ]]; do [[ ${!i} == -u ]] && i=$((i + 1)); i=$((i + 1)); done
-    prog=${!i}
-  fi
-  if [ ! -x "$prog" ] && ! command -v "$prog" >/dev/null; then say "$name SKIPPED ($prog did not build)"; return 127; fi
+  if [ ! -x "$1" ] && ! command -v "$1" >/dev/null; then say "$name SKIPPED ($1 did not build)"; return 127; fi
   timeout "$limit" "$@" >"$W/logs/$name.log" 2>&1
   local rc=$?
   if [ $rc -ne 0 ]; then
@@ -174,8 +169,9 @@ measure() {
     local rec_args=(--synthetic 256 --crop 1024 --texture 1024 --channels 512 --channel-base 32768 --w-dim 512 --batch 32
                     --images 32 --steps 10 --fp16-res 4 --conv-clamp 256)
     [ $small = 1 ] && rec_args=(--synthetic 64 --batch 2 --images 2 --steps 2)
-    run bench_reconstruct 420 env -u NVIDIA_TF32_OVERRIDE "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" &&
-      log bench_reconstruct | tee -a "$SUMMARY"
+    (unset NVIDIA_TF32_OVERRIDE
+     run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" &&
+       log bench_reconstruct | tee -a "$SUMMARY")
   fi
   if wants texture; then
     step "texture: full training step at 256², both background modes"
