@@ -75,8 +75,20 @@ void AdaController::set_p(double p) {
 void AdaController::report(const at::Tensor& real_logits) {
   FACETEX_CHECK_RUNTIME(real_logits.defined(), "AdaController::report: undefined logits");
   if (real_logits.numel() == 0) return;
-  const double s = real_logits.detach().sign().sum(at::kDouble).item<double>();
-  report(static_cast<double>(real_logits.numel()), s);
+  const at::Tensor s = real_logits.detach().sign().sum(at::kDouble);
+  device_sum_ = device_sum_.defined() ? device_sum_ + s : s;
+  count_ += static_cast<double>(real_logits.numel());
+}
+
+void AdaController::fold() const {
+  if (!device_sum_.defined()) return;
+  sum_ += device_sum_.item<double>();  // integer-valued: exact in float64 whatever the order
+  device_sum_ = at::Tensor();
+}
+
+std::array<double, 2> AdaController::stats() const {
+  fold();
+  return {count_, sum_};
 }
 
 void AdaController::report(double count, double sum_of_signs) {
@@ -88,6 +100,7 @@ void AdaController::report(double count, double sum_of_signs) {
 }
 
 at::Tensor AdaController::stats_tensor(const c10::Device& device) const {
+  fold();
   return at::tensor(std::vector<double>{count_, sum_}, at::TensorOptions().dtype(at::kDouble)).to(device);
 }
 
@@ -113,10 +126,12 @@ bool AdaController::step(int64_t batch_size, const Reducer& reduce) {
   adjust(batch_size, global);
   count_ = 0.0;
   sum_ = 0.0;
+  device_sum_ = at::Tensor();
   return true;
 }
 
 AdaState AdaController::state() const {
+  fold();
   AdaState s;
   s.p = p();
   s.count = count_;
@@ -133,6 +148,7 @@ void AdaController::load_state(const AdaState& s) {
   p_ = static_cast<float>(s.p);
   count_ = s.count;
   sum_ = s.sum;
+  device_sum_ = at::Tensor();
   iteration_ = s.iteration;
   last_rt_ = s.last_rt;
 }

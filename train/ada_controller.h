@@ -53,14 +53,15 @@ class AdaController {
 
   explicit AdaController(AdaOptions options = {}, double initial_p = 0.0);
 
-  // Accumulates sign(real_logits) (any shape, any device; one device sync for the sum): count += numel,
-  // sum += sum of signs (exact, in float64).
+  // Accumulates sign(real_logits) (any shape, any device): count += numel, sum += sum of signs (exact, in
+  // float64). The sum stays on the logits' device until the statistic is read (stats(), state(), an adjusting
+  // step()), so reporting costs no host sync.
   void report(const at::Tensor& real_logits);
   // The same from numbers computed elsewhere.
   void report(double count, double sum_of_signs);
 
   // This rank's raw accumulators since the last adjustment: [count, sum].
-  std::array<double, 2> stats() const { return {count_, sum_}; }
+  std::array<double, 2> stats() const;
   // The same as a float64 [2] tensor on `device`, ready for an allreduce (sum).
   at::Tensor stats_tensor(const c10::Device& device = c10::Device(c10::kCPU)) const;
 
@@ -90,7 +91,10 @@ class AdaController {
  private:
   AdaOptions options_;
   float p_ = 0.0f;
-  double count_ = 0.0, sum_ = 0.0;
+  void fold() const;  // adds the device-side sum into sum_
+  double count_ = 0.0;
+  mutable double sum_ = 0.0;
+  mutable at::Tensor device_sum_;  // float64 scalar on the logits' device (undefined: nothing pending)
   int64_t iteration_ = 0;
   double last_rt_ = std::numeric_limits<double>::quiet_NaN();
 };

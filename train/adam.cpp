@@ -26,19 +26,27 @@ Adam::Adam(std::vector<std::pair<std::string, at::Tensor>> params, AdamOptions o
   }
 }
 
-int64_t Adam::sanitize_gradients() {
+void Adam::sanitize_gradients() {
   at::NoGradGuard no_grad;
-  int64_t replaced = 0;
+  std::vector<at::Tensor> finite;
+  int64_t numel = 0;
   for (auto& [name, p] : params_) {
     at::Tensor g = p.mutable_grad();
     if (!g.defined()) continue;
-    at::Tensor bad = ~at::isfinite(g);
-    if (bad.any().item<bool>()) {
-      replaced += bad.sum().item<int64_t>();
-      at::nan_to_num_out(g, g, 0.0, 1e5, -1e5);
-    }
+    finite.push_back(at::isfinite(g).sum());
+    numel += g.numel();
+    at::nan_to_num_(g, 0.0, 1e5, -1e5);  // leaves finite entries as they are, bit for bit
   }
-  return replaced;
+  if (finite.empty()) return;
+  at::Tensor replaced = numel - at::stack(finite).sum();
+  nonfinite_ = nonfinite_.defined() ? nonfinite_ + replaced : replaced;
+}
+
+int64_t Adam::take_nonfinite_count() {
+  if (!nonfinite_.defined()) return 0;
+  const int64_t n = nonfinite_.item<int64_t>();
+  nonfinite_ = at::Tensor();
+  return n;
 }
 
 void Adam::step() {

@@ -24,8 +24,11 @@ class Adam {
   Adam(std::vector<std::pair<std::string, at::Tensor>> params, AdamOptions options);
 
   // Replaces every non-finite gradient entry (NaN -> 0, +inf -> 1e5, -inf -> -1e5, as the reference's
-  // nan_to_num) and returns how many entries were replaced.
-  int64_t sanitize_gradients();
+  // nan_to_num). No host sync: how many entries were replaced adds up on the gradients' device until
+  // take_nonfinite_count() reads it (one sync) — a sync per parameter would stall a GPU every phase.
+  void sanitize_gradients();
+  // Entries replaced since the last call.
+  int64_t take_nonfinite_count();
   void step();
   void zero_grad();  // set_to_none, as the reference
 
@@ -42,6 +45,7 @@ class Adam {
   std::vector<std::pair<std::string, at::Tensor>> params_;
   std::vector<State> state_;
   AdamOptions o_;
+  at::Tensor nonfinite_;  // int64 count on the gradients' device (undefined: none counted yet)
 };
 
 }  // namespace facetex::train

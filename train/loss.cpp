@@ -68,7 +68,9 @@ void StyleGAN2Loss::accumulate_gradients(Phase phase, const at::Tensor& real_img
     at::Tensor grads =
         torch::autograd::grad({(tex * noise).sum()}, {gen.ws}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
     at::Tensor lengths = grads.square().sum(2).mean(1).sqrt();
-    at::Tensor mean = pl_mean.to(lengths.device()).lerp(lengths.mean(), o_.pl_decay);
+    // pl_mean moves to the training device once: a host copy would cost two syncs per Greg.
+    if (pl_mean.device() != lengths.device()) pl_mean = pl_mean.to(lengths.device());
+    at::Tensor mean = pl_mean.lerp(lengths.mean(), o_.pl_decay);
     pl_mean.copy_(mean.detach());
     at::Tensor penalty = (lengths - mean).square();
     stats_.report("Loss/pl_penalty", penalty);

@@ -19,6 +19,7 @@
 #include "cluster/preemption.h"
 #include "cluster/world.h"
 #include "core/atomic_file.h"
+#include "core/env_param.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "data/dataset.h"
@@ -36,6 +37,8 @@
 #include "train/generator_pipeline.h"
 #include "train/image_grid.h"
 #include "train/loss.h"
+#include "train/op_census.h"
+#include "train/profile_window.h"
 #include "train/face_renderer.h"
 #include "train/generated_background.h"
 #include "train/synth_metric.h"
@@ -50,6 +53,15 @@ namespace {
 
 using models::stylegan2::Discriminator;
 using models::stylegan2::Generator;
+
+// Counts ATen calls, autograd nodes and host syncs per phase and logs them per tick (train/op_census.h); 2 also
+// lists the most called operators.
+FACETEX_PARAM_INT(OpCensus, "FACETEX_OP_CENSUS", 0)
+// Records this many iterations with LibTorch's profiler after FACETEX_PROFILE_START iterations of this process
+// (warm-up: allocator, cuDNN autotuning) and logs the summary (train/profile_window.h), also in profile.txt. 16
+// iterations hold the lazy phases in their proportions (4 Greg, 1 Dreg).
+FACETEX_PARAM_INT(ProfileIterations, "FACETEX_PROFILE_ITERATIONS", 0)
+FACETEX_PARAM_INT(ProfileStart, "FACETEX_PROFILE_START", 16)
 
 double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
@@ -185,6 +197,10 @@ class Trainer {
   double maintenance_seconds_ = 0;
   at::Tensor grid_z_;
   bool resumed_ = false;
+  // FACETEX_OP_CENSUS=1: what each phase asks of LibTorch, summed over the tick (phase runs counted).
+  std::unique_ptr<OpCensus> census_;
+  OpCounts census_phase_[4], census_iteration_;
+  int64_t census_phase_runs_[4] = {0, 0, 0, 0}, census_iterations_ = 0;
 };
 
 void Trainer::setup() {
@@ -213,6 +229,7 @@ void Trainer::setup() {
     at::globalContext().setAllowTF32CuBLAS(o_.allow_tf32);
   }
   comm_ = cluster::make_communicator(world_, o_.comm, device_);
+  if (param_OpCensus() != 0) census_ = std::make_unique<OpCensus>(/*by_name=*/param_OpCensus() >= 2);
   // Said for one rank too: a single-rank run may still use MPI or NCCL (run.comm), e.g. to check a backend.
   log_.info("rank {} of {} on {} ({} communicator, {} launcher, device {})", world_.rank, world_.size, world_.node,
             comm_->backend(), world_.launcher, device_.str());
@@ -463,6 +480,7 @@ void Trainer::synth_metric() {
 }
 
 void Trainer::iteration() {
+  const OpCounts census_start = census_ ? census_->now() : OpCounts{};
   // Reals: one batch per rank, split into rounds.
   auto batch = loader_->next();
   FACETEX_CHECK_RUNTIME(batch && batch->size == batch_rank_, "loader delivered no full batch");
@@ -493,6 +511,7 @@ void Trainer::iteration() {
   for (int k = 0; k < 4; ++k) {
     if (batch_idx_ % intervals[k] != 0) continue;
     const auto t0 = Clock::now();
+    const OpCounts phase_start = census_ ? census_->now() : OpCounts{};
     const bool g_phase = phases[k] == Phase::kGmain || phases[k] == Phase::kGreg;
     torch::nn::Module& module = g_phase ? static_cast<torch::nn::Module&>(*G_) : *D_;
     Adam& opt = g_phase ? *opt_G_ : *opt_D_;
@@ -523,13 +542,14 @@ void Trainer::iteration() {
       }
     }
     set_requires_grad(module, false);
-    if (const int64_t bad = opt.sanitize_gradients(); bad > 0) {
-      metrics_.nan.inc(static_cast<double>(bad));
-      stats_.report("Train/nonfinite_gradients", static_cast<double>(bad));
-      log_.warn("{}: replaced {} non-finite gradient entries (NaN -> 0, +-Inf -> +-1e5)", phase_name(phases[k]), bad);
-    }
+    opt.sanitize_gradients();  // counted on the device, reported per tick
     opt.step();
+    // Host time: with a GPU it ends when the phase's work is queued, not done (the next sync waits for it).
     metrics_.phase(phases[k]).observe(seconds(t0, Clock::now()));
+    if (census_) {
+      census_phase_[k] += census_->now() - phase_start;
+      census_phase_runs_[k] += 1;
+    }
   }
 
   // G_ema: p_ema <- p + beta (p_ema - p), beta = 0.5 ** (batch / ema_nimg); buffers copied.
@@ -554,6 +574,10 @@ void Trainer::iteration() {
       return std::array<double, 2>{t[0].item<double>(), t[1].item<double>()};
     };
     if (ada_->step(o_.batch, sum_over_ranks)) augment_->set_p(ada_->p());
+  }
+  if (census_) {
+    census_iteration_ += census_->now() - census_start;
+    census_iterations_ += 1;
   }
 }
 
@@ -633,6 +657,15 @@ void Trainer::tick(bool done) {
   const double tick_s = seconds(tick_start_time_, now);
   const double total_s = training_seconds_ + seconds(start_time_, now);
   const double tick_kimg = (cur_nimg_ - tick_start_nimg_) / 1000.0;
+  // Non-finite gradient entries replaced since the last tick (counted on the device: one sync here).
+  for (const auto& [name, opt] : {std::pair<const char*, Adam*>{"G (Gmain, Greg)", opt_G_.get()},
+                                  std::pair<const char*, Adam*>{"D (Dmain, Dreg)", opt_D_.get()}}) {
+    if (const int64_t bad = opt->take_nonfinite_count(); bad > 0) {
+      metrics_.nan.inc(static_cast<double>(bad));
+      stats_.report("Train/nonfinite_gradients", static_cast<double>(bad));
+      log_.warn("{}: replaced {} non-finite gradient entries since the last tick (NaN -> 0, +-Inf -> +-1e5)", name, bad);
+    }
+  }
   stats_.report("Progress/tick", static_cast<double>(cur_tick_));
   stats_.report("Progress/kimg", cur_nimg_ / 1000.0);
   stats_.report("Progress/augment", augment_ ? augment_->p() : 0.0);
@@ -646,6 +679,25 @@ void Trainer::tick(bool done) {
             cur_tick_, cur_nimg_ / 1000.0, format_duration(total_s), tick_s,
             tick_kimg > 0 ? tick_s / tick_kimg : 0.0, maintenance_seconds_, resident_gb(),
             augment_ ? augment_->p() : 0.0);
+  if (census_ && census_iterations_ > 0) {
+    log_.info("op census, per iteration over {} iterations: {}", census_iterations_,
+              census_iteration_.str(double(census_iterations_)));
+    for (int k = 0; k < 4; ++k) {
+      if (census_phase_runs_[k] == 0) continue;
+      log_.info("op census, per {} run ({} runs): {}", phase_name(static_cast<Phase>(k)), census_phase_runs_[k],
+                census_phase_[k].str(double(census_phase_runs_[k])));
+    }
+    if (param_OpCensus() >= 2) {
+      std::string top;
+      for (const auto& [name, n] : OpCensus::top_operators(25)) {
+        top += fmt::format("{}{} {:.1f}", top.empty() ? "" : ", ", name, double(n) / census_iterations_);
+      }
+      log_.info("op census, most called per iteration: {}", top);
+    }
+    census_iteration_ = {};
+    census_iterations_ = 0;
+    for (int k = 0; k < 4; ++k) census_phase_[k] = {}, census_phase_runs_[k] = 0;
+  }
   sync_stats();
   const auto collected = stats_.collect();
   if (world_.size > 1) {
@@ -808,9 +860,20 @@ TrainResult Trainer::run(int64_t max_steps) {
     result.cur_nimg = cur_nimg_;
     return result;
   }
+  std::unique_ptr<ProfileWindow> profile;
+  const int64_t profile_from = param_ProfileStart(), profile_to = profile_from + param_ProfileIterations();
   for (;;) {
+    if (profile_to > profile_from && result.steps_run == profile_from) {
+      profile = std::make_unique<ProfileWindow>(device_.is_cuda());
+    }
     iteration();
     ++result.steps_run;
+    if (profile && result.steps_run == profile_to) {
+      const std::string text = profile->stop(profile_to - profile_from).text();
+      profile.reset();
+      log_.info("{}", text.substr(0, text.size() - 1));
+      if (root()) write_file_atomic(run_dir_ / "profile.txt", text);
+    }
     const bool done = cur_nimg_ >= static_cast<int64_t>(o_.total_kimg * 1000);
     if (done || cur_tick_ == 0 || cur_nimg_ >= tick_start_nimg_ + static_cast<int64_t>(o_.kimg_per_tick * 1000)) {
       tick(done);

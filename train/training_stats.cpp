@@ -16,12 +16,34 @@ double Moments::std() const {
 }
 
 void TrainingStats::report(const std::string& name, const at::Tensor& values) {
-  at::Tensor v = values.detach().flatten().to(at::kDouble).cpu();
-  v = v.masked_select(at::isfinite(v));
-  Moments& m = pending_[name];
-  m.count += static_cast<double>(v.numel());
-  m.sum += v.sum().item<double>();
-  m.sum_sq += v.square().sum().item<double>();
+  at::NoGradGuard no_grad;
+  at::Tensor v = values.detach().flatten().to(at::kDouble);
+  const at::Tensor finite = at::isfinite(v);
+  v = v.masked_fill(finite.logical_not(), 0.0);  // dropped: they add nothing to any moment
+  const at::Tensor m = at::stack({finite.sum(at::kDouble), v.sum(), v.square().sum()});
+  pending_[name];  // the name is known from the first report on
+  at::Tensor& acc = on_device_[name];
+  acc = acc.defined() ? acc + m : m;
+}
+
+void TrainingStats::fold() const {
+  if (on_device_.empty()) return;
+  for (const auto& [name, acc] : on_device_) {
+    const at::Tensor host = acc.cpu();
+    const double* d = host.data_ptr<double>();
+    pending_[name].add({d[0], d[1], d[2]});
+  }
+  on_device_.clear();
+}
+
+const std::map<std::string, Moments>& TrainingStats::pending() const {
+  fold();
+  return pending_;
+}
+
+std::map<std::string, Moments>& TrainingStats::pending() {
+  fold();
+  return pending_;
 }
 
 void TrainingStats::report(const std::string& name, double value) {
@@ -33,6 +55,7 @@ void TrainingStats::report(const std::string& name, double value) {
 }
 
 std::map<std::string, Moments> TrainingStats::collect() {
+  fold();
   std::map<std::string, Moments> out;
   out.swap(pending_);
   return out;
@@ -45,6 +68,7 @@ std::vector<std::string> TrainingStats::names() const {
 }
 
 std::vector<double> TrainingStats::flatten() const {
+  fold();
   std::vector<double> out;
   for (const auto& [k, m] : pending_) out.insert(out.end(), {m.count, m.sum, m.sum_sq});
   return out;
@@ -54,6 +78,7 @@ void TrainingStats::restore(const std::vector<std::string>& names, const std::ve
   FACETEX_CHECK_DATA(flat.size() == 3 * names.size(), "training stats: {} values for {} names", flat.size(),
                      names.size());
   pending_.clear();
+  on_device_.clear();
   for (size_t i = 0; i < names.size(); ++i) pending_[names[i]] = {flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]};
 }
 

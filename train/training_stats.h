@@ -2,6 +2,10 @@
 // [count, sum, sum of squares] under a name; a collect() turns them into {num, mean, std} per name (stats.jsonl)
 // and resets them. The moments are plain numbers, so a multi-rank run sums them across ranks before use and every
 // rank sees the same means (the ADA statistic relies on it).
+//
+// A tensor report stays on the tensor's device (a float64 [count, sum, sum_sq] per name, added up there) until
+// something reads the moments: a report costs no host sync, so a GPU step is not stalled by its statistics (the
+// reference accumulates on the device too).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -26,9 +30,9 @@ class TrainingStats {
   void report(const std::string& name, double value);
 
   // All names in order with their moments since the last collect(); the order is the same on every rank as long as
-  // every rank reports the same names.
-  const std::map<std::string, Moments>& pending() const { return pending_; }
-  std::map<std::string, Moments>& pending() { return pending_; }
+  // every rank reports the same names. Reading brings the device-side moments to the host (one sync per device).
+  const std::map<std::string, Moments>& pending() const;
+  std::map<std::string, Moments>& pending();
   // The collected {name: moments} and a reset.
   std::map<std::string, Moments> collect();
 
@@ -38,7 +42,9 @@ class TrainingStats {
   std::vector<std::string> names() const;
 
  private:
-  std::map<std::string, Moments> pending_;
+  void fold() const;  // adds the device-side moments into pending_
+  mutable std::map<std::string, Moments> pending_;
+  mutable std::map<std::string, at::Tensor> on_device_;  // name -> float64 [count, sum, sum_sq]
 };
 
 // One stats.jsonl line: {"Loss/G/loss": {"num": n, "mean": m, "std": s}, ..., "timestamp": t}.

@@ -20,7 +20,9 @@
 #   texture  bench_train_step, paper networks at 256², both background modes: step img/s and where the time goes.
 #   image    `facetex train --preset stylegan2-256` (image mode, config F, batch 32, ADA) on a 256² synthetic world
 #            for 3 ticks of 1 kimg: sec/kimg per tick from log.txt (the public implementation: ~11.8 on one H100);
-#            once with the reference layout, once with model.fp16_channels_last = true (NHWC FP16 blocks).
+#            once with the reference layout, once with model.fp16_channels_last = true (NHWC FP16 blocks). The
+#            reference-layout run then trains a 4th kimg whose iterations 100-115 are profiled (FACETEX_PROFILE_*,
+#            train/profile_window.h): device busy vs wall time and the kernels by device time (profile.txt).
 # FACETEX_GPU_DEVICE=cpu runs the same steps on the CPU with tiny sizes (a dry run of this script, on any machine;
 # FACETEX_GPU_BUILD_TIMEOUT=3600 for a 2-core build). FACETEX_GPU_DEADLINE_S=N ends every step by N seconds after
 # the start (a device call has a hard limit; what is left unmeasured is reported as skipped, the logs still come back).
@@ -181,19 +183,25 @@ measure() {
   fi
   if wants image; then
     step "image: stylegan2-256 (config F, batch 32, ADA) sec/kimg"
-    local res=256 count=1024 kimg=3 tick=1 preset=stylegan2-256
-    [ $small = 1 ] && { res=64; count=128; kimg=0.064; tick=0.016; preset=synth64; }
+    local res=256 count=1024 kimg=3 tick=1 preset=stylegan2-256 profile_start=100 profile_iters=16
+    [ $small = 1 ] && { res=64; count=128; kimg=0.064; tick=0.016; preset=synth64; profile_start=2; profile_iters=2; }
     [ -f "$W/world$res/shards/dataset.json" ] || run synth$res 300 "$FT" data synth --out "$W/world$res" --count $count --resolution $res
     # The reference layout (NCHW everywhere), then the FP16 blocks channels-last (model.fp16_channels_last, --nhwc).
     for layout in nchw nhwc; do
       rm -rf "$W/sg-$layout"
-      local img_args=(--preset $preset --shards "$W/world$res/shards" --run "$W/sg-$layout" --device "$DEV" --kimg $kimg
-                      --set run.kimg_per_tick=$tick --set run.snap_ticks=1000)
+      local run_kimg=$kimg profile_env=()
+      if [ $layout = nchw ]; then  # one more tick, with 16 profiled iterations after the three measured ticks
+        run_kimg=$(awk "BEGIN{print $kimg + $tick}")
+        profile_env=(FACETEX_PROFILE_ITERATIONS=$profile_iters FACETEX_PROFILE_START=$profile_start)
+      fi
+      local img_args=(--preset $preset --shards "$W/world$res/shards" --run "$W/sg-$layout" --device "$DEV"
+                      --kimg "$run_kimg" --set run.kimg_per_tick=$tick --set run.snap_ticks=1000)
       [ $small = 1 ] && img_args+=(--set model.mode=image)
       [ $layout = nhwc ] && img_args+=(--set model.fp16_channels_last=true)
-      if run train_image_$layout 420 "$FT" train "${img_args[@]}"; then
+      if run train_image_$layout 420 env "${profile_env[@]}" "$FT" train "${img_args[@]}"; then
         say "image mode, $layout:"
         grep -E "tick [0-9]+ +kimg" "$W/sg-$layout/log.txt" | tee -a "$SUMMARY"
+        [ -f "$W/sg-$layout/profile.txt" ] && cat "$W/sg-$layout/profile.txt" | tee -a "$SUMMARY"
       fi
     done
   fi

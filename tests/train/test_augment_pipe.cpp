@@ -451,6 +451,18 @@ TEST(AdaController, SaveAndRestoreContinuesExactly) {
 
   AdaController first(opt, 0.25);
   drive(first, 0, 13);  // stop mid-interval, with accumulated statistics
+  // The state includes what tensor reports summed on their device: 7 more signs, (+3 - 1) + (-2 + 0) = 0.
+  AdaController with_tensor_reports(opt, 0.25);
+  with_tensor_reports.load_state(first.state());
+  with_tensor_reports.report(at::tensor({1.0f, 2.0f, 3.0f, -1.0f}));
+  with_tensor_reports.report(at::tensor({-2.0f, -5.0f, 0.0f}));
+  EXPECT_EQ(with_tensor_reports.state().count, first.state().count + 7);
+  EXPECT_EQ(with_tensor_reports.state().sum, first.state().sum + 0);
+  with_tensor_reports.report(at::tensor({9.0f}));
+  EXPECT_EQ(with_tensor_reports.stats()[1], first.state().sum + 1);
+  with_tensor_reports.report(at::tensor({9.0f}));
+  with_tensor_reports.load_state(first.state());  // drops the unread device sum with the rest
+  EXPECT_EQ(with_tensor_reports.stats(), first.stats());
   const AdaState saved = first.state();
   EXPECT_GT(saved.count, 0.0);
   const AdaState restored_state = AdaState::from_json(nlohmann::json::parse(saved.to_json().dump()));

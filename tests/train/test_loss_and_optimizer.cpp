@@ -142,11 +142,41 @@ TEST(Adam, NonFiniteGradientsAreNeutralisedAndCounted) {
   at::Tensor p = at::zeros({5}).set_requires_grad(true);
   Adam opt({{"p", p}}, AdamOptions{});
   p.mutable_grad() = at::tensor({1.0f, NAN, INFINITY, -INFINITY, 2.0f});
-  EXPECT_EQ(opt.sanitize_gradients(), 3);
+  opt.sanitize_gradients();
   EXPECT_TRUE(at::equal(p.grad(), at::tensor({1.0f, 0.0f, 1e5f, -1e5f, 2.0f})));
-  EXPECT_EQ(opt.sanitize_gradients(), 0);
+  EXPECT_EQ(opt.take_nonfinite_count(), 3);
+  EXPECT_EQ(opt.take_nonfinite_count(), 0) << "taking the count resets it";
+  p.mutable_grad() = at::tensor({NAN, 1.0f, 1.0f, 1.0f, 1.0f});
+  opt.sanitize_gradients();
+  opt.sanitize_gradients();  // the second pass finds nothing left to replace
+  p.mutable_grad() = at::tensor({INFINITY, NAN, 1.0f, 1.0f, 1.0f});
+  opt.sanitize_gradients();
+  EXPECT_EQ(opt.take_nonfinite_count(), 3) << "counts add up across calls until taken";
   opt.step();
   EXPECT_TRUE(at::isfinite(p).all().item<bool>());
+}
+
+TEST(TrainingStats, TensorReportsStayOnTheirDeviceUntilReadAndDropNonFiniteValues) {
+  TrainingStats stats;
+  stats.report("a", at::tensor({1.0f, 2.0f, NAN, 4.0f}));
+  stats.report("a", at::tensor({-3.0f, INFINITY}));
+  stats.report("a", 5.0);
+  stats.report("b", at::tensor({0.5}, at::kDouble));
+  EXPECT_EQ(stats.names(), (std::vector<std::string>{"a", "b"})) << "names are known before the moments are read";
+  // flatten() reads what is still on the device: [count, sum, sum_sq] per name in name order.
+  const std::vector<double> flat = stats.flatten();
+  EXPECT_EQ(flat, (std::vector<double>{5, 9, 55, 1, 0.5, 0.25}));
+  stats.report("b", at::tensor({1.5}, at::kDouble));
+  const auto& pending = stats.pending();
+  EXPECT_EQ(pending.at("b").count, 2.0);
+  EXPECT_EQ(pending.at("b").sum, 2.0);
+  // restore() replaces everything, device-side moments included.
+  stats.report("a", at::tensor({100.0f}));
+  stats.restore({"a"}, {1, 2, 4});
+  const auto collected = stats.collect();
+  ASSERT_EQ(collected.size(), 1u);
+  EXPECT_EQ(collected.at("a").sum, 2.0);
+  EXPECT_TRUE(stats.pending().empty());
 }
 
 TEST(PhaseCycle, EachPhaseChangesExactlyTheParametersItShould) {

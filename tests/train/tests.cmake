@@ -6,4 +6,5 @@ facetex_test(test_train TORCH WHOLE
     train/test_training_loop.cpp
     train/test_train_options.cpp
     train/test_generated_background.cpp
+    train/test_profiling.cpp
   DEPS facetex_train facetex_test_parity facetex_test_support LABELS train)
