@@ -23,12 +23,16 @@
 #            once with the reference layout, once with model.fp16_channels_last = true (NHWC FP16 blocks). The
 #            reference-layout run then trains a 4th kimg whose iterations 100-115 are profiled (FACETEX_PROFILE_*,
 #            train/profile_window.h): device busy vs wall time and the kernels by device time (profile.txt).
+#   public   the public implementation side by side: NVIDIA's StyleGAN3 code base with --cfg stylegan2 (StyleGAN2-ADA's
+#            config F: same networks, FP16 on the top 4 resolutions, TF32 off, ADA, batch 32) for 4 ticks of 1 kimg on
+#            the image step's 1,024 images (tools/shards_to_images.py), its sec/kimg per tick. Needs .public/stylegan3
+#            (scripts/gpu_check/prepare_public.sh here; carry .public with build-gpu).
 # FACETEX_GPU_DEVICE=cpu runs the same steps on the CPU with tiny sizes (a dry run of this script, on any machine;
 # FACETEX_GPU_BUILD_TIMEOUT=3600 for a 2-core build). FACETEX_GPU_DEADLINE_S=N ends every step by N seconds after
 # the start (a device call has a hard limit; what is left unmeasured is reported as skipped, the logs still come back).
 # The build keeps going past errors (ninja -k 0): every target that links is measured, and the log holds every error.
 # FACETEX_GPU_TARGETS="facetex test_kernels ..." builds fewer targets (a short second call).
-# FACETEX_GPU_STEPS="nccl cuda gd recon texture image" picks measurements (default: all, in that order);
+# FACETEX_GPU_STEPS="nccl cuda gd recon texture image public" picks measurements (default: all, in that order);
 # FACETEX_GPU_CUDA_TESTS narrows the cuda step's test binaries. A step that crashes has its backtrace (the
 # fatal-signal report of core/fatal_signal.h) named with addr2line in the summary.
 set -o pipefail
@@ -204,6 +208,36 @@ measure() {
         [ -f "$W/sg-$layout/profile.txt" ] && cat "$W/sg-$layout/profile.txt" | tee -a "$SUMMARY"
       fi
     done
+  fi
+  if wants public; then
+    step "public: NVIDIA's StyleGAN3 code base, --cfg stylegan2 (config F, batch 32, ADA), same images, sec/kimg"
+    local sg3=.public/stylegan3
+    if [ ! -f $sg3/train.py ]; then
+      say "public SKIPPED (no $sg3: run scripts/gpu_check/prepare_public.sh here and carry .public)"
+    elif [ $small = 1 ]; then
+      say "public SKIPPED (the public code trains on a GPU only)"
+    else
+      [ -f "$W/world256/shards/dataset.json" ] || run synth256 300 "$FT" data synth --out "$W/world256" --count 1024 --resolution 256
+      rm -rf "$W/public-images" "$W/sg3"
+      # Python 3.12 has no distutils and new setuptools no pkg_resources: the two names the code base imports, from
+      # the standard library's successors, only where missing.
+      local compat=$W/py-compat
+      mkdir -p "$compat"
+      python3 -c "import pkg_resources" 2>/dev/null || { mkdir -p "$compat/pkg_resources";
+        echo "from packaging.version import parse as parse_version" > "$compat/pkg_resources/__init__.py"; }
+      python3 -c "from distutils.util import strtobool" 2>/dev/null || { mkdir -p "$compat/distutils";
+        : > "$compat/distutils/__init__.py"
+        printf 'def strtobool(v):\n    return {"y": 1, "yes": 1, "t": 1, "true": 1, "on": 1, "1": 1}.get(v.lower(), 0)\n' \
+          > "$compat/distutils/util.py"; }
+      if run public_images 120 python3 tools/shards_to_images.py "$W/world256/shards" "$W/public-images" &&
+         run public_train 420 env PYTHONUNBUFFERED=1 PYTHONPATH="$compat" TORCH_EXTENSIONS_DIR="$W/torch_extensions" \
+           TORCH_CUDA_ARCH_LIST="$(python3 -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')" \
+           python3 $sg3/train.py --outdir "$W/sg3" --cfg stylegan2 --data "$W/public-images" --gpus 1 --batch 32 \
+           --gamma 10 --mirror 0 --aug ada --kimg 4 --tick 1 --snap 1000 --metrics none --workers 3; then
+        say "public StyleGAN3 code base ($(cat $sg3/.source-commit 2>/dev/null || echo 'unknown commit')), --cfg stylegan2:"
+        grep -E "^tick " "$W/logs/public_train.log" | tee -a "$SUMMARY"
+      fi
+    fi
   fi
   step "done"
 }
