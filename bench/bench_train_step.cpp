@@ -14,6 +14,8 @@
 //             G (mapping + synthesis of the texture), render (rasterise, UV sample, composite; texture gradient),
 //             augment (ADA pipe at p = 0.2), D (forward + backward, 3 passes per step: fake in Gmain, fake and real
 //             in Dmain) — as % of their sum; "sum/step" says how well the pieces add up to the step.
+//   ATen calls: how many LibTorch operator calls the step and each piece make (nested calls included; the CUDA
+//             kernels of kernels/ launch outside the dispatcher) — on a GPU the launch count that host time scales with.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
@@ -37,6 +39,7 @@
 #include "train/face_renderer.h"
 #include "train/generated_background.h"
 #include "train/loss.h"
+#include "train/op_census.h"
 #include "train/texture_pipeline.h"
 #include "train/train_options.h"
 #include "train/training_stats.h"
@@ -52,9 +55,17 @@ void sync(const at::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
 }
 
-// Best of `iters` (after one warm-up), ms.
+// ATen calls of the last best_ms() warm-up run (train/op_census.h): on a GPU each computing call is a launch.
+int64_t g_last_ops = 0;
+
+// Best of `iters` (after one warm-up, whose ATen calls are counted), ms.
 double best_ms(const std::function<void()>& fn, const at::Device& d, int iters) {
-  fn();
+  {
+    OpCensus census;
+    const OpCounts before = census.now();
+    fn();
+    g_last_ops = (census.now() - before).ops;
+  }
   sync(d);
   double best = 1e30;
   for (int i = 0; i < iters; ++i) {
@@ -144,6 +155,7 @@ int main(int argc, char** argv) {
     auto set_grad = [](torch::nn::Module& m, bool on) {
       for (auto& p : m.parameters(true)) p.set_requires_grad(on);
     };
+    int64_t ops[6] = {0, 0, 0, 0, 0, 0};  // step, frozen, G, render, augment, D
     const double step = best_ms([&] {
       set_grad(G, true);
       loss.accumulate_gradients(Phase::kGmain, reals, z, ctx, 1.0);
@@ -152,6 +164,7 @@ int main(int argc, char** argv) {
       loss.accumulate_gradients(Phase::kDmain, reals, z, ctx, 1.0);
       set_grad(D, false);
     }, dev, iters);
+    ops[0] = g_last_ops;
 
     // The pieces.
     double frozen = 0;
@@ -163,6 +176,7 @@ int main(int argc, char** argv) {
         GeneratedBatch b = generated.make_backgrounds(ws2);
         gctx = {b.backgrounds, b.coeffs, b.bbox};
       }, dev, iters);
+      ops[1] = g_last_ops;
     }
     set_grad(G, true);
     at::Tensor texture;
@@ -170,6 +184,7 @@ int main(int argc, char** argv) {
       texture = G.forward(z, {});
       texture.backward(at::ones_like(texture));
     }, dev, iters);
+    ops[2] = g_last_ops;
     set_grad(G, false);
     const at::Tensor tex = texture.detach().requires_grad_(true);
     at::Tensor composite;
@@ -177,15 +192,18 @@ int main(int argc, char** argv) {
       composite = renderer->render_into(tex, gctx.coeffs, gctx.crops, gctx.backgrounds);
       composite.backward(at::ones_like(composite));
     }, dev, iters);
+    ops[3] = g_last_ops;
     const at::Tensor img = composite.detach().requires_grad_(true);
     at::Tensor augmented;
     const double augment_ms = best_ms([&] {
       augmented = augment.forward(img);
       augmented.backward(at::ones_like(augmented));
     }, dev, iters);
+    ops[4] = g_last_ops;
     const at::Tensor aug = augmented.detach().requires_grad_(true);
     set_grad(D, true);
     const double d_ms = best_ms([&] { at::softplus(D.forward(aug)).mean().backward(); }, dev, iters);
+    ops[5] = g_last_ops;
     set_grad(D, false);
     // Per step: G once (Gmain), render once per G pass — Dmain synthesises again without grad (counted as one more
     // G+render pass at roughly a third of the cost: forward only); augment 3 times; D 3 times.
@@ -196,6 +214,10 @@ int main(int argc, char** argv) {
                 "D %4.1f%% | sum/step %.2f\n",
                 mode, step, batch * 1000.0 / step, 100 * f_total / sum, 100 * g_total / sum, 100 * r_total / sum,
                 100 * a_total / sum, 100 * d_total / sum, sum / step);
+    std::printf("  %-9s ATen calls: step %lld | frozen %lld  G %lld  render %lld  augment %lld  D %lld (each piece once, "
+                "forward + backward)\n",
+                mode, static_cast<long long>(ops[0]), static_cast<long long>(ops[1]), static_cast<long long>(ops[2]),
+                static_cast<long long>(ops[3]), static_cast<long long>(ops[4]), static_cast<long long>(ops[5]));
   }
   return 0;
 }
