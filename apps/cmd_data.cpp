@@ -146,23 +146,18 @@ int run_annotate(const Config& c) {
     const char* env = std::getenv("FACETEX_ASSETS");
     assets = env && *env ? env : (std::filesystem::path(FACETEX_SOURCE_DIR) / "assets").string();
   }
-  const std::string landmarks = c.get_string("annotate.landmarks", "dlib");
-  FACETEX_CHECK_USAGE(landmarks == "dlib" || landmarks == "annotations",
-                      "--landmarks must be dlib or annotations, got '{}'", landmarks);
   auto model = train::load_model_choice(c.get_string("annotate.model", "synthetic"),
                                         static_cast<uint64_t>(c.get_int("annotate.model_seed", 0)),
                                         static_cast<int>(c.get_int("annotate.model_grid", 40)), assets);
   o.model = std::move(model.model);
   o.model_name = model.name;
-  if (landmarks == "dlib") {
-    models::aux::DetectorOptions d;
-    d.upsample = static_cast<int>(c.get_int("annotate.upsample", 1));
-    const std::string predictor = c.get_string(
-        "annotate.predictor", (std::filesystem::path(assets) / "dlib/shape_predictor_68_face_landmarks.dat").string());
-    o.landmarks = train::dlib_landmark_provider(predictor, d);
-  } else {
-    o.landmarks = train::annotation_landmark_provider(o.model);
-  }
+  models::aux::DetectorOptions d;
+  d.upsample = static_cast<int>(c.get_int("annotate.upsample", 1));
+  o.landmarks = train::landmark_provider_choice(
+      c.get_string("annotate.landmarks", "dlib"), o.model,
+      c.get_string("annotate.predictor",
+                   (std::filesystem::path(assets) / "dlib/shape_predictor_68_face_landmarks.dat").string()),
+      d);
   const auto r = train::annotate_shards(o);
   std::printf("annotate: %lld rows in %zu shards (%lld written, %lld kept from an earlier run), %lld faces, %lld "
               "no face, %lld rows skipped; mean landmark residual %.3f px (%.4f of the inter-ocular distance); "

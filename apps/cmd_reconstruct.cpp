@@ -48,7 +48,8 @@ int run_reconstruct(const Config& c) {
   o.model_name = model.name;
   models::aux::DetectorOptions d;
   d.upsample = static_cast<int>(c.get_int("reconstruct.upsample", 1));
-  o.landmarks = train::dlib_landmark_provider(
+  o.landmarks = train::landmark_provider_choice(
+      c.get_string("reconstruct.landmarks", "dlib"), o.model,
       c.get_string("reconstruct.predictor",
                    (std::filesystem::path(assets) / "dlib/shape_predictor_68_face_landmarks.dat").string()),
       d);
@@ -92,6 +93,9 @@ void add_reconstruct_command(Cli& cli) {
   cli.option(cmd, "--model-grid", "reconstruct.model_grid", "Grid of the synthetic model", "40");
   cli.option(cmd, "--network", "reconstruct.network", "Generator group in the checkpoint", "G_ema");
   cli.option(cmd, "--assets", "reconstruct.assets", "Assets folder (default: $FACETEX_ASSETS or <source>/assets)");
+  cli.option(cmd, "--landmarks", "reconstruct.landmarks",
+             "Landmark source: dlib (detector + 68-point predictor) | annotations (packed inputs' own /coeffs + /crop, "
+             "e.g. a data synth world with --model WORLD/model.mat:WORLD/uv.npy)", "dlib");
   cli.option(cmd, "--predictor", "reconstruct.predictor", "dlib shape_predictor_68_face_landmarks.dat");
   cli.option(cmd, "--upsample", "reconstruct.upsample", "dlib detector image doublings", "1");
   cli.option(cmd, "--device", "reconstruct.device", "cpu | cuda", "cpu");

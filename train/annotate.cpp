@@ -436,6 +436,13 @@ LandmarkProvider annotation_landmark_provider(const f3::MorphableModel& model, c
   return p;
 }
 
+LandmarkProvider landmark_provider_choice(const std::string& choice, const f3::MorphableModel& model,
+                                          const fs::path& predictor, models::aux::DetectorOptions detector) {
+  FACETEX_CHECK_USAGE(choice == "dlib" || choice == "annotations", "--landmarks must be dlib or annotations, got '{}'",
+                      choice);
+  return choice == "dlib" ? dlib_landmark_provider(predictor, detector) : annotation_landmark_provider(model);
+}
+
 ModelChoice load_model_choice(const std::string& spec, uint64_t seed, int grid, const fs::path& assets) {
   ModelChoice c;
   if (spec == "synthetic") {

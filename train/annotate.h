@@ -62,6 +62,11 @@ LandmarkProvider dlib_landmark_provider(const std::filesystem::path& predictor, 
 // renders with known geometry (e.g. `data synth`), where it checks the annotator against the truth.
 LandmarkProvider annotation_landmark_provider(const models::face3d::MorphableModel& model,
                                               const models::face3d::CameraOptions& camera = {});
+// The commands' --landmarks choice: "dlib" (`predictor`, `detector`) or "annotations" (the inputs' own, on `model`).
+// Anything else is a usage error.
+LandmarkProvider landmark_provider_choice(const std::string& choice, const models::face3d::MorphableModel& model,
+                                          const std::filesystem::path& predictor,
+                                          models::aux::DetectorOptions detector = {});
 
 // ReconNet geometry for images [B, 3, H, W] (float, 0-255) with their 68 landmarks [B, 68, 2] and has_face [B]:
 // POS from the five points -> 224 crop -> the network's coefficients, shaped like fit_landmarks' result (crop,

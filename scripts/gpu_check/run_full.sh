@@ -16,7 +16,8 @@
 #            (rasteriser/renderer, CPU vs CUDA).
 #   recon    bench_reconstruct at 1024² (1024² texture, config-F channels, W 512; 32 synthetic 256² renders with
 #            their annotations as landmarks; G with FP16 on its top 4 resolutions as a trained checkpoint, TF32 allowed
-#            as in the public projector): images/h at batch 1 vs 32.
+#            as in the public projector): images/h at batch 1 vs 32; then `facetex reconstruct` itself (batch 8) on
+#            the bench's world and generator, for its exit status.
 #   texture  bench_train_step, paper networks at 256², both background modes: step img/s and where the time goes.
 #   image    `facetex train --preset stylegan2-256` (image mode, config F, batch 32, ADA) on a 256² synthetic world
 #            for 3 ticks of 1 kimg: sec/kimg per tick from log.txt (the public implementation: ~11.8 on one H100);
@@ -175,9 +176,18 @@ measure() {
     local rec_args=(--synthetic 256 --crop 1024 --texture 1024 --channels 512 --channel-base 32768 --w-dim 512 --batch 32
                     --images 32 --steps 10 --fp16-res 4 --conv-clamp 256)
     [ $small = 1 ] && rec_args=(--synthetic 64 --batch 2 --images 2 --steps 2)
+    # Then the command itself on the bench's world and generator (kept): whether `facetex reconstruct` ends cleanly
+    # on the GPU (bench_reconstruct died of SIGSEGV after its results at stop 12).
+    local cli_args=(--crop-resolution 1024 --batch 8 --steps 10 --w-avg-samples 2000)
+    [ $small = 1 ] && cli_args=(--crop-resolution 256 --batch 2 --steps 2 --w-avg-samples 200)
+    rm -rf "$W/recon-bench" "$W/recon-cli"
     (unset NVIDIA_TF32_OVERRIDE
-     run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" &&
-       log bench_reconstruct | tee -a "$SUMMARY")
+     run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" --keep "$W/recon-bench" &&
+       log bench_reconstruct | tee -a "$SUMMARY"
+     run reconstruct_cli 300 "$FT" reconstruct --checkpoint "$W/recon-bench/G.h5" --inputs "$W/recon-bench/world/shards" \
+       --out "$W/recon-cli" --landmarks annotations \
+       --model "$W/recon-bench/world/model.mat:$W/recon-bench/world/uv.npy" --device "$DEV" "${cli_args[@]}" &&
+       { say "facetex reconstruct (exit 0):"; grep "^reconstruct:" "$W/logs/reconstruct_cli.log" | tee -a "$SUMMARY"; })
   fi
   if wants texture; then
     step "texture: full training step at 256², both background modes"

@@ -353,6 +353,19 @@ TEST(Reconstruct, ShardRowsWithLandmarksFromTheirAnnotations) {
   const train::ReconstructResult r = train::reconstruct(o);
   EXPECT_EQ(r.ok, 3);
   EXPECT_EQ(r.no_face + r.bad_input + r.error, 0);
+  // The same through the command: --landmarks annotations with the world's own face model (no assets needed).
+  const fs::path world = dir / "world";
+  auto cli = run_facetex(fmt::format(
+      "reconstruct --checkpoint {} --inputs {} --out {} --steps 2 --w-avg-samples 64 --crop-resolution 64 --batch 2 "
+      "--landmarks annotations --model {}:{} --log-level warn",
+      checkpoint().string(), (world / "shards").string(), (dir / "out-cli").string(), (world / "model.mat").string(),
+      (world / "uv.npy").string()));
+  ASSERT_EQ(cli.exit_code, 0) << cli.out << cli.err;
+  EXPECT_NE(cli.out.find("3 ok"), std::string::npos) << cli.out;
+  cli = run_facetex(fmt::format("reconstruct --checkpoint {} --inputs {} --out {} --landmarks nose",
+                                checkpoint().string(), (world / "shards").string(), (dir / "out-bad").string()));
+  EXPECT_EQ(cli.exit_code, 2) << cli.out << cli.err;
+  EXPECT_NE(cli.err.find("--landmarks must be dlib or annotations"), std::string::npos) << cli.err;
 
   fs::create_directories(dir / "photos");
   test::write_bytes(dir / "photos" / "a.png", data::encode_png(test::make_image(64, 64, 3)));
