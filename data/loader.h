@@ -14,7 +14,9 @@
 
 namespace facetex::data {
 
-// Host memory for batch buffers. Training supplies a pinned-memory allocator so host-to-device copies overlap.
+// Host memory for batch buffers (e.g. pinned memory, so host-to-device copies can overlap). The trainer keeps the
+// default pageable memory: its non-blocking copies are staged by the driver before the call returns, so a batch
+// buffer may be reused as soon as the copy is queued — with pinned memory it would have to outlive the copy.
 class HostAllocator {
  public:
   virtual ~HostAllocator() = default;

@@ -65,7 +65,18 @@ void check_inputs(const at::Tensor& screen_vertices, const at::Tensor& faces, in
                         "rasterize: {} faces over {} vertices in a batch of {} exceed the int32 indexing", num_faces,
                         screen_vertices.size(1), batch);
   if (num_faces > 0) {
-    const int64_t lowest = faces.min().item<int64_t>(), highest = faces.max().item<int64_t>();
+    // The index range is read once per faces tensor (same storage, not modified since: its version counter): a
+    // renderer passes the same faces every call, and on a GPU reading min/max is a host sync.
+    struct Checked {
+      const void* data = nullptr;
+      int64_t numel = -1, version = -1, lowest = 0, highest = 0;
+    };
+    thread_local Checked last;
+    if (last.data != faces.data_ptr() || last.numel != faces.numel() || last.version != faces._version()) {
+      const at::Tensor range = at::stack({faces.min(), faces.max()}).cpu();
+      last = {faces.data_ptr(), faces.numel(), faces._version(), range[0].item<int64_t>(), range[1].item<int64_t>()};
+    }
+    const int64_t lowest = last.lowest, highest = last.highest;
     FACETEX_CHECK_RUNTIME(lowest >= 0 && highest < screen_vertices.size(1),
                           "rasterize: faces {} index vertices {}..{} but screen_vertices {} has {} vertices",
                           shape_text(faces), lowest, highest, shape_text(screen_vertices), screen_vertices.size(1));

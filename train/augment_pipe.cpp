@@ -45,7 +45,11 @@ at::Tensor matrix(std::initializer_list<std::initializer_list<Elem>> rows, const
     for (const auto& row : rows) {
       for (const Elem& e : row) values.push_back(e.v);
     }
-    return at::tensor(values, at::TensorOptions().dtype(at::kDouble)).to(opt).reshape({num_rows, num_cols});
+    // non_blocking: a blocking host-to-GPU copy synchronises the stream (the reference caches these constants on the
+    // device instead); a pageable source is staged before the call returns, so the temporary may go.
+    return at::tensor(values, at::TensorOptions().dtype(at::kDouble))
+        .to(opt, /*non_blocking=*/true)
+        .reshape({num_rows, num_cols});
   }
   std::vector<at::Tensor> elems;
   for (const auto& row : rows) {
@@ -406,7 +410,7 @@ at::Tensor AugmentPipe::colour(const at::Tensor& images, AugmentDebug* debug) co
   }
   // Luma axis v = (1, 1, 1, 0) / sqrt(3).
   const float v3 = static_cast<float>(1.0 / std::sqrt(3.0));
-  const at::Tensor v = at::tensor(std::vector<float>{v3, v3, v3, 0.0f}, fopt);
+  const at::Tensor v = at::tensor(std::vector<float>{v3, v3, v3, 0.0f}).to(fopt, /*non_blocking=*/true);
   const at::Tensor vv = at::outer(v, v);
   if (o.lumaflip > 0) {
     at::Tensor i = at::floor(at::rand({batch, 1, 1}, fopt) * 2);
@@ -453,8 +457,8 @@ at::Tensor AugmentPipe::imgfilter(const at::Tensor& images) const {
   const int64_t num_bands = fbank.size(0);
   const at::Tensor expected_power =  // expected power spectrum (1/f)
       at::tensor(std::vector<float>{static_cast<float>(10.0 / 13), static_cast<float>(1.0 / 13),
-                                    static_cast<float>(1.0 / 13), static_cast<float>(1.0 / 13)},
-                 fopt);
+                                    static_cast<float>(1.0 / 13), static_cast<float>(1.0 / 13)})
+          .to(fopt, /*non_blocking=*/true);
 
   // Amplify each band with probability (imgfilter * p * band_strength).
   at::Tensor g = at::ones({batch, num_bands}, fopt);

@@ -14,7 +14,7 @@
 namespace facetex::train {
 namespace {
 
-std::atomic<int64_t> g_ops{0}, g_backward{0}, g_scalar{0}, g_d2h{0};
+std::atomic<int64_t> g_ops{0}, g_backward{0}, g_scalar{0}, g_d2h{0}, g_h2d{0};
 std::mutex g_mutex;
 int g_open = 0;
 at::CallbackHandle g_handle = 0;
@@ -44,6 +44,10 @@ std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
   } else if (std::strcmp(name, "aten::copy_") == 0) {
     const auto in = fn.inputs();  // (self, src, non_blocking)
     if (in.size() >= 2 && on_host(in[0]) && on_device(in[1])) g_d2h.fetch_add(1, std::memory_order_relaxed);
+    const bool non_blocking = in.size() >= 3 && in[2].isBool() && in[2].toBool();
+    if (in.size() >= 2 && on_device(in[0]) && on_host(in[1]) && !non_blocking) {
+      g_h2d.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   return nullptr;
 }
@@ -51,8 +55,10 @@ std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
 }  // namespace
 
 std::string OpCounts::str(double per) const {
-  return fmt::format("ops {:.0f}, backward nodes {:.0f}, item() {:.1f}, device->host {:.1f}", ops / per,
-                     backward_nodes / per, scalar_reads / per, device_to_host / per);
+  return fmt::format("ops {:.0f}, backward nodes {:.0f}, item() {:.1f}, device->host {:.1f}, blocking host->device "
+                     "{:.1f}",
+                     ops / per, backward_nodes / per, scalar_reads / per, device_to_host / per,
+                     blocking_host_to_device / per);
 }
 
 OpCensus::OpCensus(bool by_name) {
@@ -72,7 +78,7 @@ OpCensus::~OpCensus() {
 }
 
 OpCounts OpCensus::now() const {
-  return {g_ops.load(), g_backward.load(), g_scalar.load(), g_d2h.load()};
+  return {g_ops.load(), g_backward.load(), g_scalar.load(), g_d2h.load(), g_h2d.load()};
 }
 
 }  // namespace facetex::train

@@ -18,16 +18,18 @@ struct OpCounts {
   int64_t backward_nodes = 0;  // autograd nodes run by backward()/grad()
   int64_t scalar_reads = 0;    // item() on any device (each one a sync when the tensor lives on a GPU)
   int64_t device_to_host = 0;  // item() or copy from a GPU tensor to the host: a host sync each
+  int64_t blocking_host_to_device = 0;  // host-to-GPU copies without non_blocking: LibTorch synchronises the stream
 
   OpCounts operator-(const OpCounts& o) const {
     return {ops - o.ops, backward_nodes - o.backward_nodes, scalar_reads - o.scalar_reads,
-            device_to_host - o.device_to_host};
+            device_to_host - o.device_to_host, blocking_host_to_device - o.blocking_host_to_device};
   }
   OpCounts& operator+=(const OpCounts& o) {
     ops += o.ops, backward_nodes += o.backward_nodes, scalar_reads += o.scalar_reads, device_to_host += o.device_to_host;
+    blocking_host_to_device += o.blocking_host_to_device;
     return *this;
   }
-  // "ops 1234, backward nodes 56, item() 7, device->host 8", each divided by `per`.
+  // "ops 1234, backward nodes 56, item() 7, device->host 8, blocking host->device 2", each divided by `per`.
   std::string str(double per = 1.0) const;
 };
 

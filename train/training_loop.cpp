@@ -162,6 +162,9 @@ class Trainer {
   spdlog::logger& log_;
   fs::path run_dir_;
   at::Device device_{at::kCPU};
+  // Host-to-device copies of the iteration's inputs (latents, image batches) without the stream synchronisation of
+  // a blocking copy: their sources are pageable, which the driver stages before the copy call returns.
+  at::TensorOptions to_device_async_;
   cluster::World world_;
   std::shared_ptr<cluster::Communicator> comm_;
   // Multi-rank: gradient averaging for G and D (null with one rank).
@@ -228,6 +231,7 @@ void Trainer::setup() {
     at::globalContext().setAllowTF32CuDNN(o_.allow_tf32);
     at::globalContext().setAllowTF32CuBLAS(o_.allow_tf32);
   }
+  to_device_async_ = at::TensorOptions().device(device_);
   comm_ = cluster::make_communicator(world_, o_.comm, device_);
   if (param_OpCensus() != 0) census_ = std::make_unique<OpCensus>(/*by_name=*/param_OpCensus() >= 2);
   // Said for one rank too: a single-rank run may still use MPI or NCCL (run.comm), e.g. to check a backend.
@@ -486,7 +490,7 @@ void Trainer::iteration() {
   FACETEX_CHECK_RUNTIME(batch && batch->size == batch_rank_, "loader delivered no full batch");
   const int r = batch->height;
   at::Tensor reals = kernels::normalize_images(
-      at::from_blob(batch->data(), {batch->size, 3, r, r}, at::kByte).to(device_));
+      at::from_blob(batch->data(), {batch->size, 3, r, r}, at::kByte).to(to_device_async_, /*non_blocking=*/true));
   cursor_ = batch->cursor_after;
   const auto real_chunks = reals.split(batch_gpu_);
   // Texture mode: the fakes' backgrounds and geometry, from a second stream of the same dataset.
@@ -496,7 +500,8 @@ void Trainer::iteration() {
     FACETEX_CHECK_RUNTIME(bg && bg->size == batch_rank_, "background loader delivered no full batch");
     background_cursor_ = bg->cursor_after;
     BatchContext all = context_for_rows(
-        bg->rows, kernels::normalize_images(at::from_blob(bg->data(), {bg->size, 3, r, r}, at::kByte).to(device_)));
+        bg->rows, kernels::normalize_images(
+                      at::from_blob(bg->data(), {bg->size, 3, r, r}, at::kByte).to(to_device_async_, /*non_blocking=*/true)));
     for (int64_t round = 0; round < rounds_; ++round) {
       contexts[static_cast<size_t>(round)] = {all.backgrounds.narrow(0, round * batch_gpu_, batch_gpu_),
                                               all.coeffs.narrow(0, round * batch_gpu_, batch_gpu_),
@@ -507,7 +512,7 @@ void Trainer::iteration() {
   // Latents for every phase, drawn every iteration as the reference does (len(phases) * batch).
   const Phase phases[4] = {Phase::kGmain, Phase::kGreg, Phase::kDmain, Phase::kDreg};
   const int intervals[4] = {1, o_.G_reg_interval, 1, o_.D_reg_interval};
-  at::Tensor all_z = at::randn({4 * o_.batch, o_.G.z_dim}, latent_gen_).to(device_);
+  at::Tensor all_z = at::randn({4 * o_.batch, o_.G.z_dim}, latent_gen_).to(to_device_async_, /*non_blocking=*/true);
   for (int k = 0; k < 4; ++k) {
     if (batch_idx_ % intervals[k] != 0) continue;
     const auto t0 = Clock::now();

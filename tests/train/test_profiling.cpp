@@ -32,6 +32,23 @@ TEST(OpCensus, CountsOperatorsBackwardNodesAndScalarReads) {
   EXPECT_EQ((census.now() - after_inner).scalar_reads, 1) << "still counting while the outer census is open";
 }
 
+TEST(OpCensus, CudaTransfersThatSynchroniseTheHost) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  OpCensus census;
+  OpCounts before = census.now();
+  const at::Tensor x = at::ones({4}).to(at::kCUDA);  // blocking: the stream is synchronised
+  EXPECT_EQ((census.now() - before).blocking_host_to_device, 1);
+  before = census.now();
+  const at::Tensor y = at::ones({4}).to(at::TensorOptions().device(at::kCUDA), /*non_blocking=*/true);
+  EXPECT_EQ((census.now() - before).blocking_host_to_device, 0);
+  before = census.now();
+  EXPECT_EQ((x + y).sum().item<float>(), 8.0f);
+  (void)x.cpu();
+  const OpCounts used = census.now() - before;
+  EXPECT_EQ(used.device_to_host, 2) << "item() and cpu() of a GPU tensor: " << used.str();
+  EXPECT_EQ(used.scalar_reads, 1);
+}
+
 TEST(OpCensus, NamesTheMostCalledOperators) {
   OpCensus census(/*by_name=*/true);
   (void)OpCensus::top_operators(100);  // start from an empty table
