@@ -23,7 +23,8 @@
 #            for 3 ticks of 1 kimg: sec/kimg per tick from log.txt (the public implementation: ~11.8 on one H100);
 #            once with the reference layout, once with model.fp16_channels_last = true (NHWC FP16 blocks). The
 #            reference-layout run then trains a 4th kimg whose iterations 100-115 are profiled (FACETEX_PROFILE_*,
-#            train/profile_window.h): device busy vs wall time and the kernels by device time (profile.txt).
+#            train/profile_window.h): device busy vs wall time and the kernels by device time (profile.txt). A
+#            third, short run (16 iterations) logs the op census: calls and host syncs per iteration and phase.
 #   public   the public implementation side by side: NVIDIA's StyleGAN3 code base with --cfg stylegan2 (StyleGAN2-ADA's
 #            config F: same networks, FP16 on the top 4 resolutions, TF32 off, ADA, batch 32) for 4 ticks of 1 kimg on
 #            the image step's 1,024 images (tools/shards_to_images.py), its sec/kimg per tick. Needs .public/stylegan3
@@ -218,6 +219,14 @@ measure() {
         [ -f "$W/sg-$layout/profile.txt" ] && cat "$W/sg-$layout/profile.txt" | tee -a "$SUMMARY"
       fi
     done
+    # What one iteration asks of LibTorch on the GPU (FACETEX_OP_CENSUS: calls, host syncs), from a short third run.
+    rm -rf "$W/sg-census"
+    local census_kimg=$(awk "BEGIN{print 16 * ($small ? 16 : 32) / 1000}")
+    local census_args=(--preset $preset --shards "$W/world$res/shards" --run "$W/sg-census" --device "$DEV"
+                       --kimg "$census_kimg" --set run.kimg_per_tick=1000 --set run.snap_ticks=1000)
+    [ $small = 1 ] && census_args+=(--set model.mode=image)
+    run train_image_census 240 env FACETEX_OP_CENSUS=1 "$FT" train "${census_args[@]}" &&
+      grep "op census" "$W/sg-census/log.txt" | tail -5 | tee -a "$SUMMARY"
   fi
   if wants public; then
     step "public: NVIDIA's StyleGAN3 code base, --cfg stylegan2 (config F, batch 32, ADA), same images, sec/kimg"
