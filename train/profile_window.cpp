@@ -50,7 +50,11 @@ void synchronize(bool cuda) {
 std::string ProfileSummary::text(size_t top) const {
   const double n = std::max<int64_t>(iterations, 1);
   std::string out;
-  if (device) {
+  if (device && kernels + copies + memsets == 0) {
+    out = fmt::format("profile: {} iterations, {:.1f} ms/iteration, no device activity recorded (LibTorch without "
+                      "Kineto/CUPTI, or CUPTI not permitted here)\n",
+                      iterations, wall_ms / n);
+  } else if (device) {
     out = fmt::format("profile: {} iterations, {:.1f} ms/iteration, device busy {:.1f} ms/iteration ({:.0f}%), "
                       "{:.0f} kernels, {:.1f} copies, {:.1f} memsets per iteration\n",
                       iterations, wall_ms / n, busy_ms / n, wall_ms > 0 ? 100 * busy_ms / wall_ms : 0.0, kernels / n,

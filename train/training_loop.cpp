@@ -868,16 +868,25 @@ TrainResult Trainer::run(int64_t max_steps) {
   std::unique_ptr<ProfileWindow> profile;
   const int64_t profile_from = param_ProfileStart(), profile_to = profile_from + param_ProfileIterations();
   for (;;) {
+    // A profiler that cannot start or stop (e.g. CUPTI refused in a container) costs the profile, not the run.
     if (profile_to > profile_from && result.steps_run == profile_from) {
-      profile = std::make_unique<ProfileWindow>(device_.is_cuda());
+      try {
+        profile = std::make_unique<ProfileWindow>(device_.is_cuda());
+      } catch (const std::exception& e) {
+        log_.warn("FACETEX_PROFILE_ITERATIONS: the profiler did not start, no profile: {}", e.what());
+      }
     }
     iteration();
     ++result.steps_run;
     if (profile && result.steps_run == profile_to) {
-      const std::string text = profile->stop(profile_to - profile_from).text();
+      try {
+        const std::string text = profile->stop(profile_to - profile_from).text();
+        log_.info("{}", text.substr(0, text.size() - 1));
+        if (root()) write_file_atomic(run_dir_ / "profile.txt", text);
+      } catch (const std::exception& e) {
+        log_.warn("FACETEX_PROFILE_ITERATIONS: the profile could not be summarised: {}", e.what());
+      }
       profile.reset();
-      log_.info("{}", text.substr(0, text.size() - 1));
-      if (root()) write_file_atomic(run_dir_ / "profile.txt", text);
     }
     const bool done = cur_nimg_ >= static_cast<int64_t>(o_.total_kimg * 1000);
     if (done || cur_tick_ == 0 || cur_nimg_ >= tick_start_nimg_ + static_cast<int64_t>(o_.kimg_per_tick * 1000)) {
