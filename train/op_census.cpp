@@ -4,9 +4,9 @@
 #include <ATen/record_function.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <algorithm>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -74,16 +74,15 @@ OpCensus::OpCensus(bool by_name) {
 
 OpCensus::~OpCensus() {
   std::lock_guard<std::mutex> lock(g_mutex);
-  if (--g_open == 0) at::removeCallback(g_handle);
+  if (--g_open == 0) {
+    at::removeCallback(g_handle);
+    g_by_name.store(false);  // the slow per-name table only while a census that asked for it may be open
+  }
 }
 
 OpCounts OpCensus::now() const {
   return {g_ops.load(), g_backward.load(), g_scalar.load(), g_d2h.load(), g_h2d.load()};
 }
-
-}  // namespace facetex::train
-
-namespace facetex::train {
 
 std::vector<std::pair<std::string, int64_t>> OpCensus::top_operators(size_t n) {
   std::vector<std::pair<std::string, int64_t>> all;
