@@ -65,16 +65,21 @@ void check_inputs(const at::Tensor& screen_vertices, const at::Tensor& faces, in
                         "rasterize: {} faces over {} vertices in a batch of {} exceed the int32 indexing", num_faces,
                         screen_vertices.size(1), batch);
   if (num_faces > 0) {
-    // The index range is read once per faces tensor (same storage, not modified since: its version counter): a
-    // renderer passes the same faces every call, and on a GPU reading min/max is a host sync.
+    // The index range is read once per faces tensor — the same live tensor (a weak reference, so a new tensor at a
+    // reused address is never mistaken for it), not modified since (its version counter): a renderer passes the
+    // same faces every call, and on a GPU reading min/max is a host sync.
     struct Checked {
-      const void* data = nullptr;
-      int64_t numel = -1, version = -1, lowest = 0, highest = 0;
+      c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> tensor{
+          c10::intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>()};
+      int64_t version = -1, lowest = 0, highest = 0;
     };
     thread_local Checked last;
-    if (last.data != faces.data_ptr() || last.numel != faces.numel() || last.version != faces._version()) {
+    if (last.tensor.lock().get() != faces.unsafeGetTensorImpl() || last.version != faces._version()) {
       const at::Tensor range = at::stack({faces.min(), faces.max()}).cpu();
-      last = {faces.data_ptr(), faces.numel(), faces._version(), range[0].item<int64_t>(), range[1].item<int64_t>()};
+      last.tensor = c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>(faces.getIntrusivePtr());
+      last.version = faces._version();
+      last.lowest = range[0].item<int64_t>();
+      last.highest = range[1].item<int64_t>();
     }
     const int64_t lowest = last.lowest, highest = last.highest;
     FACETEX_CHECK_RUNTIME(lowest >= 0 && highest < screen_vertices.size(1),

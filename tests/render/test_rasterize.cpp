@@ -310,4 +310,14 @@ TEST(Rasterize, RejectsBadInputsWithShapesInTheMessage) {
   } catch (const RuntimeError& e) {
     EXPECT_NE(std::string(e.what()).find("[1, 3, 3]"), std::string::npos) << e.what();
   }
+  // The range is read once per faces tensor: a checked tensor edited in place, or a new tensor (possibly at the same
+  // address), is checked again.
+  at::Tensor g = face_list({{0, 1, 2}});
+  (void)cpu_raster(v, g, 8, 8);
+  g[0][2] = 5;
+  EXPECT_THROW(cpu_raster(v, g, 8, 8), RuntimeError) << "an in-place edit bumps the version: checked again";
+  for (int i = 0; i < 3; ++i) {
+    (void)cpu_raster(v, face_list({{0, 1, 2}}), 8, 8);
+    EXPECT_THROW(cpu_raster(v, face_list({{0, 1, 4}}), 8, 8), RuntimeError) << "a fresh tensor is checked, round " << i;
+  }
 }
