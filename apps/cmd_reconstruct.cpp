@@ -22,6 +22,7 @@ int run_reconstruct(const Config& c) {
   o.network = c.get_string("reconstruct.network", "G_ema");
   o.part = parse_part(c.get_string("reconstruct.part", "0/1"));
   o.batch = static_cast<int>(c.get_int("reconstruct.batch", 1));
+  o.modconv = train::parse_modconv_path(c.get_string("reconstruct.modconv", "auto"));
   o.schedule.steps = static_cast<int>(c.get_int("reconstruct.steps", o.schedule.steps));
   o.schedule.w_avg_samples = static_cast<int>(c.get_int("reconstruct.w_avg_samples", o.schedule.w_avg_samples));
   o.schedule.regularize_noise_weight =
@@ -73,6 +74,9 @@ void add_reconstruct_command(Cli& cli) {
   cli.required(cmd, "--out", "reconstruct.out", "Output folder: <name>/ per photo and manifest.jsonl");
   cli.option(cmd, "--part", "reconstruct.part", "Process part i of N of the sorted inputs (Slurm array task)", "0/1");
   cli.option(cmd, "--batch", "reconstruct.batch", "Photos optimised together", "1");
+  cli.option(cmd, "--modconv", "reconstruct.modconv",
+             "Modulated convolutions: grouped (per-image weights) | split (shared weight, scaled activations) | auto "
+             "(grouped for one image, split for a batch)", "auto");
   cli.option(cmd, "--steps", "reconstruct.steps", "Optimisation steps per photo", "1000");
   cli.option(cmd, "--w-avg-samples", "reconstruct.w_avg_samples", "Mapped latents for the w statistics", "10000");
   cli.option(cmd, "--noise-weight", "reconstruct.noise_weight", "Noise regularisation weight (test_celeba: 10000)",

@@ -130,21 +130,34 @@ int main(int argc, char** argv) {
               images, synthetic > 0 ? fmt::format("synthetic {}^2 renders", synthetic).c_str() : "photos", steps, crop,
               texture, c.synthesis.channels(texture), c.synthesis.channels(4), w_dim, params / 1e6, fp16_res,
               device.c_str(), at::get_num_threads());
-  double rate[2] = {0, 0}, proj_rate[2] = {0, 0};
-  const int batches[2] = {1, batch};
-  for (int k = 0; k < 2; ++k) {
-    o.batch = batches[k];
-    o.out = work / fmt::format("out_b{}", o.batch);
+  // Rows: batch 1 (grouped = an ordinary convolution per image, the public projector's path), batch B with the
+  // default (split) modulated convolutions, batch B with grouped ones (the reference's eval-mode rule applied to a
+  // batch) — the last shows what the choice of path is worth.
+  struct Row {
+    int batch;
+    train::ModconvPath modconv;
+    double rate = 0, proj_rate = 0;
+  };
+  Row rows[3] = {{1, train::ModconvPath::kAuto}, {batch, train::ModconvPath::kAuto},
+                 {batch, train::ModconvPath::kGrouped}};
+  for (Row& row : rows) {
+    o.batch = row.batch;
+    o.modconv = row.modconv;
+    const bool grouped = train::modconv_grouped(row.modconv, row.batch);
+    o.out = work / fmt::format("out_b{}_{}", o.batch, grouped ? "grouped" : "split");
     const auto r = train::reconstruct(o);
-    rate[k] = r.ok / r.seconds * 3600;
-    proj_rate[k] = r.ok / r.projection_seconds * 3600;
-    std::printf("  batch %2d: %lld ok, %lld no face, %lld errors; job %.1f s -> %.0f images/hour; projection %.1f s "
-                "-> %.0f images/hour\n",
-                o.batch, static_cast<long long>(r.ok), static_cast<long long>(r.no_face),
-                static_cast<long long>(r.error), r.seconds, rate[k], r.projection_seconds, proj_rate[k]);
+    row.rate = r.ok / r.seconds * 3600;
+    row.proj_rate = r.ok / r.projection_seconds * 3600;
+    std::printf("  batch %2d %-7s: %lld ok, %lld no face, %lld errors; job %.1f s -> %.0f images/hour; projection "
+                "%.1f s -> %.0f images/hour\n",
+                o.batch, grouped ? "grouped" : "split", static_cast<long long>(r.ok),
+                static_cast<long long>(r.no_face), static_cast<long long>(r.error), r.seconds, row.rate,
+                r.projection_seconds, row.proj_rate);
   }
-  std::printf("  batch %d / batch 1: %.2fx images/hour (job), %.2fx (projection)\n", batch, rate[1] / rate[0],
-              proj_rate[1] / proj_rate[0]);
+  std::printf("  batch %d split / batch 1: %.2fx images/hour (job), %.2fx (projection)\n", batch,
+              rows[1].rate / rows[0].rate, rows[1].proj_rate / rows[0].proj_rate);
+  std::printf("  batch %d grouped / batch 1: %.2fx images/hour (job), %.2fx (projection)\n", batch,
+              rows[2].rate / rows[0].rate, rows[2].proj_rate / rows[0].proj_rate);
   if (keep.empty()) fs::remove_all(work);
   return 0;
 }

@@ -44,6 +44,26 @@ namespace facetex::train {
 namespace f3 = models::face3d;
 namespace sg = models::stylegan2;
 
+ModconvPath parse_modconv_path(const std::string& name) {
+  if (name == "auto") return ModconvPath::kAuto;
+  if (name == "grouped") return ModconvPath::kGrouped;
+  FACETEX_CHECK_USAGE(name == "split", "--modconv {}: expected auto, grouped or split", name);
+  return ModconvPath::kSplit;
+}
+
+const char* modconv_path_name(ModconvPath path) {
+  switch (path) {
+    case ModconvPath::kGrouped: return "grouped";
+    case ModconvPath::kSplit: return "split";
+    default: return "auto";
+  }
+}
+
+bool modconv_grouped(ModconvPath path, int64_t images) {
+  if (path == ModconvPath::kAuto) return images == 1;
+  return path == ModconvPath::kGrouped;
+}
+
 double projector_learning_rate(const ProjectorSchedule& s, double t) {
   double lr_ramp = std::min(1.0, (1.0 - t) / s.lr_rampdown_length);
   lr_ramp = 0.5 - 0.5 * std::cos(lr_ramp * M_PI);
@@ -395,6 +415,7 @@ class Reconstructor {
     for (size_t i = 0; i < noise.size(); ++i) noise_layers_[i]->noise_override = noise[i];
     sg::SynthesisOptions so;
     so.noise_mode = sg::NoiseMode::kConst;
+    so.fused_modconv = modconv_grouped(o_.modconv, B);
     const int64_t wdim = w_opt.size(1), num_ws = G_->num_ws();
     std::vector<double> last(static_cast<size_t>(B), 0.0);
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
@@ -550,6 +571,7 @@ class Reconstructor {
           {"id_weight", o_.id_weight},
           {"crop_resolution", o_.crop_resolution},
           {"batch", o_.batch},
+          {"modconv", modconv_path_name(o_.modconv)},
           {"seed", o_.seed},
           {"device", o_.device}}},
         {"seconds", seconds},
@@ -694,10 +716,10 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
     }
     write_file_atomic(res.manifest_path, text);
   };
-  log.info("reconstruct: {} inputs in part {} ({} of {} in all), {} finished earlier, {} to do; batch {}, {} steps, "
-           "crop {}^2, device {}",
-           mine.size(), o.part.str(), mine.size(), all.size(), res.skipped, pending.size(), o.batch, o.schedule.steps,
-           o.crop_resolution, o.device);
+  log.info("reconstruct: {} inputs in part {} ({} of {} in all), {} finished earlier, {} to do; batch {} (modulated "
+           "convolutions {}), {} steps, crop {}^2, device {}",
+           mine.size(), o.part.str(), mine.size(), all.size(), res.skipped, pending.size(), o.batch,
+           modconv_path_name(o.modconv), o.schedule.steps, o.crop_resolution, o.device);
   if (pending.empty()) {
     write_manifest();
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -49,6 +49,19 @@ struct ProjectorSchedule {
   uint64_t w_stats_seed = 123;             // RandomState(123) of the w statistics
 };
 
+// How the projection computes G's modulated convolutions. Both are the reference's (synthesis.h), the same sum up to
+// float rounding. grouped: per-image modulated weights, one grouped convolution over the batch (the reference's rule
+// in eval mode, and at batch 1 — the public projector's case — an ordinary convolution); split: the activations are
+// scaled before and after one convolution with the shared weight (the reference's training path), an ordinary
+// batched convolution however many images. auto: grouped for a projection of one image, split for more — a grouped
+// convolution with one group per image runs as B small convolutions in most backends, which is what kept batching
+// from paying off (bench_reconstruct prints batch B both ways).
+enum class ModconvPath { kAuto, kGrouped, kSplit };
+ModconvPath parse_modconv_path(const std::string& name);  // auto | grouped | split; UsageError otherwise
+const char* modconv_path_name(ModconvPath path);
+// Whether a projection of `images` images uses the grouped path.
+bool modconv_grouped(ModconvPath path, int64_t images);
+
 // The spec's per-step schedule at t = step / steps.
 double projector_learning_rate(const ProjectorSchedule& s, double t);
 double projector_w_noise_scale(const ProjectorSchedule& s, double w_std, double t);
@@ -63,6 +76,7 @@ struct ReconstructOptions {
   std::filesystem::path out;
   Part part;
   int batch = 1;
+  ModconvPath modconv = ModconvPath::kAuto;
   ProjectorSchedule schedule;
   int crop_resolution = 1024;         // side of the aligned target crop the loss runs on (spec: 1024)
   int64_t max_pixels = 64'000'000;    // larger images (by their header) are bad_input before decoding

@@ -16,8 +16,8 @@
 #            (rasteriser/renderer, CPU vs CUDA).
 #   recon    bench_reconstruct at 1024² (1024² texture, config-F channels, W 512; 32 synthetic 256² renders with
 #            their annotations as landmarks; G with FP16 on its top 4 resolutions as a trained checkpoint, TF32 allowed
-#            as in the public projector): images/h at batch 1 vs 32; then `facetex reconstruct` itself (batch 8) on
-#            the bench's world and generator, for its exit status.
+#            as in the public projector): images/h at batch 1 vs 32 (split and grouped modulated convolutions);
+#            then `facetex reconstruct` itself (batch 8) on the bench's world and generator, for its exit status.
 #   texture  bench_train_step, paper networks at 256², both background modes: step img/s and where the time goes.
 #   image    `facetex train --preset stylegan2-256` (image mode, config F, batch 32, ADA) on a 256² synthetic world
 #            for 3 ticks of 1 kimg: sec/kimg per tick from log.txt (the public implementation: ~11.8 on one H100);

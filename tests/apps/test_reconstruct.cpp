@@ -201,29 +201,38 @@ TEST(Reconstruct, BatchedAndOneAtATimeAgree) {
   fs::create_directories(in);
   const char* photos[] = {"2008_002079.jpg", "2008_001322.jpg", "2007_007763.jpg", "2009_004587.jpg"};
   for (const char* p : photos) fs::copy_file(face(p), in / p);
+  // Batch 4 with both modulated-convolution paths (auto = split for a batch) against batch 1 (grouped).
   auto r = run_facetex(common_args(in, dir / "b4", "--batch 4 --seed 7"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = run_facetex(common_args(in, dir / "b4g", "--batch 4 --seed 7 --modconv grouped"));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   r = run_facetex(common_args(in, dir / "b1", "--batch 1 --seed 7"));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = run_facetex(common_args(in, dir / "bad", "--batch 4 --modconv fused"));
+  EXPECT_EQ(r.exit_code, 2) << "an unknown --modconv is a usage error";
+  EXPECT_NE(r.err.find("--modconv fused"), std::string::npos) << r.err;
   int compared = 0;
   for (const auto& [input, line] : manifest(dir / "b4" / "manifest.jsonl")) {
     if (line["status"] != "ok") continue;
     const std::string name = line["name"];
-    const json a = json::parse(test::read_bytes(dir / "b4" / name / "result.json"));
     const json b = json::parse(test::read_bytes(dir / "b1" / name / "result.json"));
-    const auto wa = a["w"].get<std::vector<double>>(), wb = b["w"].get<std::vector<double>>();
-    ASSERT_EQ(wa.size(), wb.size());
-    double max_dw = 0;
-    for (size_t i = 0; i < wa.size(); ++i) max_dw = std::max(max_dw, std::abs(wa[i] - wb[i]));
-    // Equal up to float rounding (batched vs single grouped convolutions), which Adam's normalised steps amplify a
-    // little where gradients are near zero.
-    EXPECT_LT(max_dw, 1e-4) << name;
-    cv::Mat ta = read_png(dir / "b4" / name / "proj_tex.png"), tb = read_png(dir / "b1" / name / "proj_tex.png");
-    double maxdiff = cv::norm(ta, tb, cv::NORM_INF);
-    EXPECT_LE(maxdiff, 1) << name;
-    EXPECT_NEAR(a["scores"]["psnr"].get<double>(), b["scores"]["psnr"].get<double>(), 0.05) << name;
-    std::printf("%s: max |w_b4 - w_b1| %.2e, texture max diff %.0f, PSNR %.4f vs %.4f dB\n", name.c_str(), max_dw,
-                maxdiff, a["scores"]["psnr"].get<double>(), b["scores"]["psnr"].get<double>());
+    for (const char* run : {"b4", "b4g"}) {
+      const json a = json::parse(test::read_bytes(dir / run / name / "result.json"));
+      EXPECT_EQ(a["settings"]["modconv"], std::string(run) == "b4" ? "auto" : "grouped");
+      const auto wa = a["w"].get<std::vector<double>>(), wb = b["w"].get<std::vector<double>>();
+      ASSERT_EQ(wa.size(), wb.size());
+      double max_dw = 0;
+      for (size_t i = 0; i < wa.size(); ++i) max_dw = std::max(max_dw, std::abs(wa[i] - wb[i]));
+      // Equal up to float rounding (batched vs single convolutions, split vs grouped modulation), which Adam's
+      // normalised steps amplify a little where gradients are near zero.
+      EXPECT_LT(max_dw, 1e-4) << run << " " << name;
+      cv::Mat ta = read_png(dir / run / name / "proj_tex.png"), tb = read_png(dir / "b1" / name / "proj_tex.png");
+      double maxdiff = cv::norm(ta, tb, cv::NORM_INF);
+      EXPECT_LE(maxdiff, 1) << run << " " << name;
+      EXPECT_NEAR(a["scores"]["psnr"].get<double>(), b["scores"]["psnr"].get<double>(), 0.05) << run << " " << name;
+      std::printf("%s: max |w_%s - w_b1| %.2e, texture max diff %.0f, PSNR %.4f vs %.4f dB\n", name.c_str(), run,
+                  max_dw, maxdiff, a["scores"]["psnr"].get<double>(), b["scores"]["psnr"].get<double>());
+    }
     ++compared;
   }
   EXPECT_GE(compared, 3);
