@@ -425,7 +425,9 @@ class Reconstructor {
       const double lr = projector_learning_rate(s, t);
       std::vector<at::Tensor> wn;
       for (auto& g : gens) wn.push_back(at::randn({1, wdim}, g, fopt));
-      const at::Tensor w_noise = at::cat(wn).to(device_) * wns;
+      // Non-blocking: a blocking copy would make the host wait for the previous step every step (the driver stages
+      // the pageable source before the call returns).
+      const at::Tensor w_noise = at::cat(wn).to(fopt.device(device_), /*non_blocking=*/true) * wns;
       const at::Tensor ws = (w_opt + w_noise).unsqueeze(1).expand({B, num_ws, wdim});
       const at::Tensor T = (G_->synthesis->forward(ws, so) + 1) * (255.0 / 2);
       const f3::Rendered r = renderer_.render(T, coeffs, boxes, o_.crop_resolution);

@@ -54,8 +54,8 @@ struct ProjectorSchedule {
 // in eval mode, and at batch 1 — the public projector's case — an ordinary convolution); split: the activations are
 // scaled before and after one convolution with the shared weight (the reference's training path), an ordinary
 // batched convolution however many images. auto: grouped for a projection of one image, split for more — a grouped
-// convolution with one group per image runs as B small convolutions in most backends, which is what kept batching
-// from paying off (bench_reconstruct prints batch B both ways).
+// convolution with a group per image is a shape convolution libraries are tuned for far less than an ordinary batched
+// one (bench_reconstruct prints batch B both ways).
 enum class ModconvPath { kAuto, kGrouped, kSplit };
 ModconvPath parse_modconv_path(const std::string& name);  // auto | grouped | split; UsageError otherwise
 const char* modconv_path_name(ModconvPath path);
