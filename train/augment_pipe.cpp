@@ -19,6 +19,49 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;  // np.pi
 
+// Where matrices are made: dtype/device, and the pipe's cache of constants on that device.
+struct Maker {
+  at::TensorOptions opt;
+  AugmentPipe::ConstantCache& cache;
+};
+
+// The cache entry of (values, shape) on mk's dtype and device, made by make(key) on first use. Callers never modify
+// it in place. The cache is emptied when it reaches kMaxConstants entries: the execute step's centring translation
+// depends on the drawn padding, so its values vary from call to call.
+constexpr size_t kMaxConstants = 4096;
+template <class Make>
+const at::Tensor& cached(const Maker& mk, std::vector<double> values, std::vector<int64_t> shape, const Make& make) {
+  AugmentPipe::ConstantKey key{std::move(values), std::move(shape),
+                               static_cast<int>(c10::typeMetaToScalarType(mk.opt.dtype())), mk.opt.device().str()};
+  auto it = mk.cache.find(key);
+  if (it != mk.cache.end()) return it->second;
+  if (mk.cache.size() >= kMaxConstants) mk.cache.clear();
+  at::Tensor t = make(std::get<0>(key), std::get<1>(key));
+  return mk.cache.emplace(std::move(key), std::move(t)).first->second;
+}
+
+// A constant tensor of `shape` holding `values` (row-major), rounded from double to the dtype of `mk.opt`.
+const at::Tensor& constant(const Maker& mk, std::vector<double> values, std::vector<int64_t> shape) {
+  return cached(mk, std::move(values), std::move(shape), [&](const auto& v, const auto& s) {
+    // non_blocking: a blocking host-to-GPU copy synchronises the stream; a pageable source is staged before the
+    // call returns, so the temporary may go.
+    return at::tensor(v, at::TensorOptions().dtype(at::kDouble)).to(mk.opt, /*non_blocking=*/true).reshape(s);
+  });
+}
+
+// A constant tensor of `shape` filled with `value` (the reference's misc.constant(value, shape=...)). Its key (one
+// value, a shape of more elements) cannot collide with a constant() of other contents.
+const at::Tensor& filled(const Maker& mk, double value, std::vector<int64_t> shape) {
+  return cached(mk, {value}, std::move(shape),
+                [&](const auto& v, const auto& s) { return at::full(s, v[0], mk.opt); });
+}
+
+at::Tensor identity(int64_t n, const Maker& mk) {
+  std::vector<double> values(static_cast<size_t>(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i) values[static_cast<size_t>(i * n + i)] = 1.0;
+  return constant(mk, std::move(values), {n, n});
+}
+
 // One element of a matrix literal: a tensor (all tensors of one matrix share a shape) or a constant.
 struct Elem {
   Elem(const at::Tensor& tensor) : t(tensor) {}  // NOLINT(google-explicit-constructor)
@@ -30,8 +73,8 @@ struct Elem {
 
 // The reference's matrix(*rows): tensor elements are stacked along a new last axis (constants broadcast to the
 // tensors' shape), giving [..., rows, cols]; a matrix of constants only is a plain [rows, cols] tensor. Constants
-// are rounded to the dtype of `opt` (float32 for the drawn matrices, like misc.constant).
-at::Tensor matrix(std::initializer_list<std::initializer_list<Elem>> rows, const at::TensorOptions& opt) {
+// are rounded to the dtype of `mk.opt` (float32 for the drawn matrices, like misc.constant) and cached on the device.
+at::Tensor matrix(std::initializer_list<std::initializer_list<Elem>> rows, const Maker& mk) {
   const int64_t num_rows = static_cast<int64_t>(rows.size());
   const int64_t num_cols = static_cast<int64_t>(rows.begin()->size());
   const at::Tensor* ref = nullptr;
@@ -45,15 +88,12 @@ at::Tensor matrix(std::initializer_list<std::initializer_list<Elem>> rows, const
     for (const auto& row : rows) {
       for (const Elem& e : row) values.push_back(e.v);
     }
-    // non_blocking: a blocking host-to-GPU copy synchronises the stream (the reference caches these constants on the
-    // device instead); a pageable source is staged before the call returns, so the temporary may go.
-    return at::tensor(values, at::TensorOptions().dtype(at::kDouble))
-        .to(opt, /*non_blocking=*/true)
-        .reshape({num_rows, num_cols});
+    return constant(mk, std::move(values), {num_rows, num_cols});
   }
+  const Maker on_ref{ref->options(), mk.cache};
   std::vector<at::Tensor> elems;
   for (const auto& row : rows) {
-    for (const Elem& e : row) elems.push_back(e.t.defined() ? e.t : at::full(ref->sizes(), e.v, ref->options()));
+    for (const Elem& e : row) elems.push_back(e.t.defined() ? e.t : filled(on_ref, e.v, ref->sizes().vec()));
   }
   std::vector<int64_t> shape = ref->sizes().vec();
   shape.push_back(num_rows);
@@ -61,31 +101,31 @@ at::Tensor matrix(std::initializer_list<std::initializer_list<Elem>> rows, const
   return at::stack(elems, -1).reshape(shape);
 }
 
-at::Tensor translate2d(const Elem& tx, const Elem& ty, const at::TensorOptions& opt) {
-  return matrix({{1, 0, tx}, {0, 1, ty}, {0, 0, 1}}, opt);
+at::Tensor translate2d(const Elem& tx, const Elem& ty, const Maker& mk) {
+  return matrix({{1, 0, tx}, {0, 1, ty}, {0, 0, 1}}, mk);
 }
-at::Tensor translate3d(const Elem& tx, const Elem& ty, const Elem& tz, const at::TensorOptions& opt) {
-  return matrix({{1, 0, 0, tx}, {0, 1, 0, ty}, {0, 0, 1, tz}, {0, 0, 0, 1}}, opt);
+at::Tensor translate3d(const Elem& tx, const Elem& ty, const Elem& tz, const Maker& mk) {
+  return matrix({{1, 0, 0, tx}, {0, 1, 0, ty}, {0, 0, 1, tz}, {0, 0, 0, 1}}, mk);
 }
-at::Tensor scale2d(const Elem& sx, const Elem& sy, const at::TensorOptions& opt) {
-  return matrix({{sx, 0, 0}, {0, sy, 0}, {0, 0, 1}}, opt);
+at::Tensor scale2d(const Elem& sx, const Elem& sy, const Maker& mk) {
+  return matrix({{sx, 0, 0}, {0, sy, 0}, {0, 0, 1}}, mk);
 }
-at::Tensor scale3d(const Elem& sx, const Elem& sy, const Elem& sz, const at::TensorOptions& opt) {
-  return matrix({{sx, 0, 0, 0}, {0, sy, 0, 0}, {0, 0, sz, 0}, {0, 0, 0, 1}}, opt);
+at::Tensor scale3d(const Elem& sx, const Elem& sy, const Elem& sz, const Maker& mk) {
+  return matrix({{sx, 0, 0, 0}, {0, sy, 0, 0}, {0, 0, sz, 0}, {0, 0, 0, 1}}, mk);
 }
 // rotate2d(theta) = [[cos θ, sin(-θ), 0], [sin θ, cos θ, 0], [0, 0, 1]].
-at::Tensor rotate2d(const at::Tensor& theta, const at::TensorOptions& opt) {
-  return matrix({{at::cos(theta), at::sin(at::neg(theta)), 0}, {at::sin(theta), at::cos(theta), 0}, {0, 0, 1}}, opt);
+at::Tensor rotate2d(const at::Tensor& theta, const Maker& mk) {
+  return matrix({{at::cos(theta), at::sin(at::neg(theta)), 0}, {at::sin(theta), at::cos(theta), 0}, {0, 0, 1}}, mk);
 }
 // rotate3d(v, theta): rotation by theta about the unit axis v (Rodrigues), in the reference's operation order.
-at::Tensor rotate3d(const at::Tensor& v, const at::Tensor& theta, const at::TensorOptions& opt) {
+at::Tensor rotate3d(const at::Tensor& v, const at::Tensor& theta, const Maker& mk) {
   const at::Tensor vx = v.select(-1, 0), vy = v.select(-1, 1), vz = v.select(-1, 2);
   const at::Tensor s = at::sin(theta), c = at::cos(theta), cc = at::rsub(c, 1);
   return matrix({{vx * vx * cc + c, vx * vy * cc - vz * s, vx * vz * cc + vy * s, 0},
                  {vy * vx * cc + vz * s, vy * vy * cc + c, vy * vz * cc - vx * s, 0},
                  {vz * vx * cc - vy * s, vz * vy * cc + vx * s, vz * vz * cc + c, 0},
                  {0, 0, 0, 1}},
-                opt);
+                mk);
 }
 // The reference's `1 / x` on a tensor is x.reciprocal() * 1.
 at::Tensor inv(const at::Tensor& x) { return at::reciprocal(x); }
@@ -300,49 +340,50 @@ at::Tensor AugmentPipe::geometric(const at::Tensor& images_in, AugmentDebug* deb
   const int64_t height = images_in.size(2), width = images_in.size(3);
   const at::TensorOptions fopt = at::TensorOptions().dtype(at::kFloat).device(images_in.device());
   const at::TensorOptions iopt = images_in.options().requires_grad(false);
+  const Maker fm{fopt, constants_}, im{iopt, constants_};
 
   // ---- Draw the parameters (reference order; G_inv @ pixel_out = pixel_in). ----
-  at::Tensor G = at::eye(3, fopt);
+  at::Tensor G = identity(3, fm);
 
   if (o.xflip > 0) {
     at::Tensor i = at::floor(at::rand({batch}, fopt) * 2);
     i = at::where(at::rand({batch}, fopt) < threshold(o.xflip, p_), i, at::zeros_like(i));
-    G = at::matmul(G, scale2d(inv(at::rsub(i * 2, 1)), 1.0 / 1.0, fopt));  // scale2d_inv(1 - 2*i, 1)
+    G = at::matmul(G, scale2d(inv(at::rsub(i * 2, 1)), 1.0 / 1.0, fm));  // scale2d_inv(1 - 2*i, 1)
   }
   if (o.rotate90 > 0) {
     at::Tensor i = at::floor(at::rand({batch}, fopt) * 4);
     i = at::where(at::rand({batch}, fopt) < threshold(o.rotate90, p_), i, at::zeros_like(i));
-    G = at::matmul(G, rotate2d(at::neg(i * (-kPi / 2)), fopt));  // rotate2d_inv(-pi/2 * i)
+    G = at::matmul(G, rotate2d(at::neg(i * (-kPi / 2)), fm));  // rotate2d_inv(-pi/2 * i)
   }
   if (o.xint > 0) {
     at::Tensor t = two_u_minus_1(at::rand({batch, 2}, fopt)) * o.xint_max;
     t = at::where(at::rand({batch, 1}, fopt) < threshold(o.xint, p_), t, at::zeros_like(t));
     G = at::matmul(G, translate2d(at::neg(at::round(t.select(1, 0) * width)),
-                                  at::neg(at::round(t.select(1, 1) * height)), fopt));  // translate2d_inv
+                                  at::neg(at::round(t.select(1, 1) * height)), fm));  // translate2d_inv
   }
   if (o.scale > 0) {
     at::Tensor s = at::exp2(at::randn({batch}, fopt) * o.scale_std);
     s = at::where(at::rand({batch}, fopt) < threshold(o.scale, p_), s, at::ones_like(s));
-    G = at::matmul(G, scale2d(inv(s), inv(s), fopt));  // scale2d_inv(s, s)
+    G = at::matmul(G, scale2d(inv(s), inv(s), fm));  // scale2d_inv(s, s)
   }
   // P(pre OR post) = p: p_rot = 1 - sqrt(clamp(1 - rotate * p, 0, 1)), in float32.
   const float p_rot = 1.0f - std::sqrt(std::clamp(1.0f - static_cast<float>(o.rotate) * p_, 0.0f, 1.0f));
   const auto draw_rotation = [&] {
     at::Tensor theta = (two_u_minus_1(at::rand({batch}, fopt)) * kPi) * o.rotate_max;
     theta = at::where(at::rand({batch}, fopt) < static_cast<double>(p_rot), theta, at::zeros_like(theta));
-    return rotate2d(theta, fopt);  // rotate2d_inv(-theta)
+    return rotate2d(theta, fm);  // rotate2d_inv(-theta)
   };
   if (o.rotate > 0) G = at::matmul(G, draw_rotation());  // pre-rotation, before anisotropic scaling
   if (o.aniso > 0) {
     at::Tensor s = at::exp2(at::randn({batch}, fopt) * o.aniso_std);
     s = at::where(at::rand({batch}, fopt) < threshold(o.aniso, p_), s, at::ones_like(s));
-    G = at::matmul(G, scale2d(inv(s), inv(inv(s)), fopt));  // scale2d_inv(s, 1 / s)
+    G = at::matmul(G, scale2d(inv(s), inv(inv(s)), fm));  // scale2d_inv(s, 1 / s)
   }
   if (o.rotate > 0) G = at::matmul(G, draw_rotation());  // post-rotation
   if (o.xfrac > 0) {
     at::Tensor t = at::randn({batch, 2}, fopt) * o.xfrac_std;
     t = at::where(at::rand({batch, 1}, fopt) < threshold(o.xfrac, p_), t, at::zeros_like(t));
-    G = at::matmul(G, translate2d(at::neg(t.select(1, 0) * width), at::neg(t.select(1, 1) * height), fopt));
+    G = at::matmul(G, translate2d(at::neg(t.select(1, 0) * width), at::neg(t.select(1, 1) * height), fm));
   }
   if (debug != nullptr) {
     debug->geometric_ran = true;
@@ -357,27 +398,27 @@ at::Tensor AugmentPipe::geometric(const at::Tensor& images_in, AugmentDebug* deb
 
   // Padding: where the corners of the output land in the input, shared by the whole batch.
   const double cx = (width - 1) / 2.0, cy = (height - 1) / 2.0;
-  const at::Tensor corners = matrix({{-cx, -cy, 1}, {cx, -cy, 1}, {cx, cy, 1}, {-cx, cy, 1}}, iopt);  // [idx, xyz]
+  const at::Tensor corners = matrix({{-cx, -cy, 1}, {cx, -cy, 1}, {cx, cy, 1}, {-cx, cy, 1}}, im);  // [idx, xyz]
   const at::Tensor cp = at::matmul(G, corners.t());                                                   // [N, xyz, idx]
   at::Tensor margin = cp.slice(1, 0, 2).permute({1, 0, 2}).flatten(1);                                // [xy, N*idx]
   margin = std::get<0>(at::cat({-margin, margin}).max(1));                                            // [x0, y0, x1, y1]
   const double pad2 = static_cast<double>(hz_pad * 2);
-  margin = margin + matrix({{pad2 - cx, pad2 - cy, pad2 - cx, pad2 - cy}}, iopt).reshape({4});
-  margin = at::maximum(margin, at::zeros({4}, iopt));
-  margin = at::minimum(margin, matrix({{width - 1.0, height - 1.0, width - 1.0, height - 1.0}}, iopt).reshape({4}));
+  margin = margin + matrix({{pad2 - cx, pad2 - cy, pad2 - cx, pad2 - cy}}, im).reshape({4});
+  margin = at::maximum(margin, constant(im, {0, 0, 0, 0}, {4}));
+  margin = at::minimum(margin, matrix({{width - 1.0, height - 1.0, width - 1.0, height - 1.0}}, im).reshape({4}));
   const at::Tensor m = margin.ceil().to(at::kInt).cpu();
   const int mx0 = m[0].item<int>(), my0 = m[1].item<int>(), mx1 = m[2].item<int>(), my1 = m[3].item<int>();
 
   images = at::reflection_pad2d(images, {mx0, mx1, my0, my1});
-  G = at::matmul(translate2d((mx0 - mx1) / 2.0, (my0 - my1) / 2.0, iopt), G);
+  G = at::matmul(translate2d((mx0 - mx1) / 2.0, (my0 - my1) / 2.0, im), G);
 
   images = kernels::upsample2d(images, Hz, 2);
-  G = at::matmul(at::matmul(scale2d(2, 2, iopt), G), scale2d(1.0 / 2, 1.0 / 2, iopt));
-  G = at::matmul(at::matmul(translate2d(-0.5, -0.5, iopt), G), translate2d(0.5, 0.5, iopt));
+  G = at::matmul(at::matmul(scale2d(2, 2, im), G), scale2d(1.0 / 2, 1.0 / 2, im));
+  G = at::matmul(at::matmul(translate2d(-0.5, -0.5, im), G), translate2d(0.5, 0.5, im));
 
   const int64_t out_h = (height + hz_pad * 2) * 2, out_w = (width + hz_pad * 2) * 2;
-  G = at::matmul(at::matmul(scale2d(2.0 / images.size(3), 2.0 / images.size(2), iopt), G),
-                 scale2d(1.0 / (2.0 / out_w), 1.0 / (2.0 / out_h), iopt));  // scale2d_inv(2 / Wo, 2 / Ho)
+  G = at::matmul(at::matmul(scale2d(2.0 / images.size(3), 2.0 / images.size(2), im), G),
+                 scale2d(1.0 / (2.0 / out_w), 1.0 / (2.0 / out_h), im));  // scale2d_inv(2 / Wo, 2 / Ho)
   const at::Tensor grid = at::affine_grid_generator(G.slice(1, 0, 2), {batch, channels, out_h, out_w}, false);
   images = kernels::grid_sample(images, grid);
 
@@ -394,23 +435,24 @@ at::Tensor AugmentPipe::colour(const at::Tensor& images, AugmentDebug* debug) co
   const int64_t batch = images.size(0), channels = images.size(1);
   const int64_t height = images.size(2), width = images.size(3);
   const at::TensorOptions fopt = at::TensorOptions().dtype(at::kFloat).device(images.device());
+  const Maker fm{fopt, constants_};
 
   // ---- Draw the parameters (C @ colour_in = colour_out). ----
-  const at::Tensor I4 = at::eye(4, fopt);
+  const at::Tensor I4 = identity(4, fm);
   at::Tensor C = I4;
   if (o.brightness > 0) {
     at::Tensor b = at::randn({batch}, fopt) * o.brightness_std;
     b = at::where(at::rand({batch}, fopt) < threshold(o.brightness, p_), b, at::zeros_like(b));
-    C = at::matmul(translate3d(b, b, b, fopt), C);
+    C = at::matmul(translate3d(b, b, b, fm), C);
   }
   if (o.contrast > 0) {
     at::Tensor c = at::exp2(at::randn({batch}, fopt) * o.contrast_std);
     c = at::where(at::rand({batch}, fopt) < threshold(o.contrast, p_), c, at::ones_like(c));
-    C = at::matmul(scale3d(c, c, c, fopt), C);
+    C = at::matmul(scale3d(c, c, c, fm), C);
   }
   // Luma axis v = (1, 1, 1, 0) / sqrt(3).
   const float v3 = static_cast<float>(1.0 / std::sqrt(3.0));
-  const at::Tensor v = at::tensor(std::vector<float>{v3, v3, v3, 0.0f}).to(fopt, /*non_blocking=*/true);
+  const at::Tensor v = constant(fm, {v3, v3, v3, 0.0}, {4});
   const at::Tensor vv = at::outer(v, v);
   if (o.lumaflip > 0) {
     at::Tensor i = at::floor(at::rand({batch, 1, 1}, fopt) * 2);
@@ -420,7 +462,7 @@ at::Tensor AugmentPipe::colour(const at::Tensor& images, AugmentDebug* debug) co
   if (o.hue > 0 && channels > 1) {
     at::Tensor theta = (two_u_minus_1(at::rand({batch}, fopt)) * kPi) * o.hue_max;
     theta = at::where(at::rand({batch}, fopt) < threshold(o.hue, p_), theta, at::zeros_like(theta));
-    C = at::matmul(rotate3d(v, theta, fopt), C);  // rotate around v
+    C = at::matmul(rotate3d(v, theta, fm), C);  // rotate around v
   }
   if (o.saturation > 0 && channels > 1) {
     at::Tensor s = at::exp2(at::randn({batch, 1, 1}, fopt) * o.saturation_std);
@@ -456,9 +498,7 @@ at::Tensor AugmentPipe::imgfilter(const at::Tensor& images) const {
   const at::Tensor& fbank = buffer_on(Hz_fbank_, Hz_fbank_cache_, images.device(), at::kFloat);
   const int64_t num_bands = fbank.size(0);
   const at::Tensor expected_power =  // expected power spectrum (1/f)
-      at::tensor(std::vector<float>{static_cast<float>(10.0 / 13), static_cast<float>(1.0 / 13),
-                                    static_cast<float>(1.0 / 13), static_cast<float>(1.0 / 13)})
-          .to(fopt, /*non_blocking=*/true);
+      constant({fopt, constants_}, {10.0 / 13, 1.0 / 13, 1.0 / 13, 1.0 / 13}, {4});
 
   // Amplify each band with probability (imgfilter * p * band_strength).
   at::Tensor g = at::ones({batch, num_bands}, fopt);

@@ -22,8 +22,10 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace facetex::train {
@@ -129,6 +131,18 @@ class AugmentPipe {
   float p_ = 0.0f;
   at::Tensor Hz_geom_, Hz_fbank_;
   mutable std::optional<at::Tensor> Hz_geom_cache_, Hz_fbank_cache_;  // on the last device/dtype used
+
+ public:
+  // Constant tensors made once per device and reused, as the reference's misc.constant caches them (it keys on value,
+  // shape, dtype and device): the constant matrices of the execute step, the identities, the luma axis, and the
+  // filled tensors that drawn matrices stack as their constant elements. On a GPU each would otherwise be a fill
+  // kernel or a host-to-device copy per call (about 90 per call). Key: values, shape, dtype, device.
+  using ConstantKey = std::tuple<std::vector<double>, std::vector<int64_t>, int, std::string>;
+  using ConstantCache = std::map<ConstantKey, at::Tensor>;
+  size_t cached_constants() const { return constants_.size(); }
+
+ private:
+  mutable ConstantCache constants_;
 };
 
 // The 12 coefficients of the reference's wavelets['sym6'] low-pass filter (before normalisation).

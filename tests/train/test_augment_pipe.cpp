@@ -304,6 +304,29 @@ TEST(AugmentPipe, EveryOptionRunsAndIsDeterministicUnderASeed) {
   EXPECT_THROW(AugmentPipe(AugmentOptions::bgc(), 1.0)(images.to(at::kInt)), RuntimeError);
 }
 
+// Constants are made once per (value, shape, dtype, device), as the reference's misc.constant caches them, and a
+// warm cache gives the same images as a cold one, also across batch sizes and dtypes.
+TEST(AugmentPipe, ConstantsAreMadeOnceAndReusedExactly) {
+  at::manual_seed(5);
+  const at::Tensor images = at::upsample_bilinear2d(at::rand({4, 3, 8, 8}) * 2 - 1, {32, 32}, false);
+  AugmentPipe warm(AugmentOptions::bgc(), 0.0);
+  at::manual_seed(3);
+  const at::Tensor a = warm(images);
+  const size_t made = warm.cached_constants();
+  EXPECT_GT(made, 10u);
+  at::manual_seed(3);
+  EXPECT_TRUE(at::equal(warm(images), a));
+  EXPECT_EQ(warm.cached_constants(), made) << "at p = 0 every constant of a second call is a cache hit";
+  warm.set_p(0.8);
+  for (const at::Tensor& x : {images, images.narrow(0, 0, 3), images.to(at::kDouble)}) {
+    AugmentPipe cold(AugmentOptions::bgc(), 0.8);
+    at::manual_seed(17);
+    const at::Tensor expected = cold(x);
+    at::manual_seed(17);
+    EXPECT_TRUE(at::equal(warm(x), expected)) << x.sizes() << " " << x.scalar_type();
+  }
+}
+
 TEST(AugmentPipe, RunsOnCudaWhenAvailable) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
   at::manual_seed(5);
