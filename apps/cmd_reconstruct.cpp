@@ -23,6 +23,8 @@ int run_reconstruct(const Config& c) {
   o.part = parse_part(c.get_string("reconstruct.part", "0/1"));
   o.batch = static_cast<int>(c.get_int("reconstruct.batch", 1));
   o.modconv = train::parse_modconv_path(c.get_string("reconstruct.modconv", "auto"));
+  o.io_threads = static_cast<int>(c.get_int("reconstruct.io_threads", 0));
+  FACETEX_CHECK_USAGE(o.io_threads >= 0, "--io-threads must be >= 0 (0: one per hardware thread)");
   o.schedule.steps = static_cast<int>(c.get_int("reconstruct.steps", o.schedule.steps));
   o.schedule.w_avg_samples = static_cast<int>(c.get_int("reconstruct.w_avg_samples", o.schedule.w_avg_samples));
   o.schedule.regularize_noise_weight =
@@ -56,11 +58,11 @@ int run_reconstruct(const Config& c) {
       d);
   const auto r = train::reconstruct(o);
   std::printf("reconstruct: %lld inputs in part %s: %lld ok, %lld no face, %lld bad input, %lld errors, %lld "
-              "finished earlier; LPIPS %s; %.1f s (projection %.1f s)%s -> %s\n",
+              "finished earlier; LPIPS %s; %.1f s (prepare %.1f s, projection %.1f s, outputs %.1f s)%s -> %s\n",
               static_cast<long long>(r.inputs), o.part.str().c_str(), static_cast<long long>(r.ok),
               static_cast<long long>(r.no_face), static_cast<long long>(r.bad_input), static_cast<long long>(r.error),
-              static_cast<long long>(r.skipped), r.lpips ? "on" : "off", r.seconds, r.projection_seconds,
-              r.preempted ? "; PREEMPTED" : "", r.manifest_path.string().c_str());
+              static_cast<long long>(r.skipped), r.lpips ? "on" : "off", r.seconds, r.prepare_seconds,
+              r.projection_seconds, r.output_seconds, r.preempted ? "; PREEMPTED" : "", r.manifest_path.string().c_str());
   return r.preempted ? static_cast<int>(ExitCode::kPreempted) : 0;
 }
 
@@ -77,6 +79,9 @@ void add_reconstruct_command(Cli& cli) {
   cli.option(cmd, "--modconv", "reconstruct.modconv",
              "Modulated convolutions: grouped (per-image weights) | split (shared weight, scaled activations) | auto "
              "(grouped for one image, split for a batch)", "auto");
+  cli.option(cmd, "--io-threads", "reconstruct.io_threads",
+             "Threads for decoding, landmarks and fit before a batch and for writing its outputs (0: one per hardware "
+             "thread)", "0");
   cli.option(cmd, "--steps", "reconstruct.steps", "Optimisation steps per photo", "1000");
   cli.option(cmd, "--w-avg-samples", "reconstruct.w_avg_samples", "Mapped latents for the w statistics", "10000");
   cli.option(cmd, "--noise-weight", "reconstruct.noise_weight", "Noise regularisation weight (test_celeba: 10000)",

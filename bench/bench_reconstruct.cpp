@@ -149,10 +149,10 @@ int main(int argc, char** argv) {
     row.rate = r.ok / r.seconds * 3600;
     row.proj_rate = r.ok / r.projection_seconds * 3600;
     std::printf("  batch %2d %-7s: %lld ok, %lld no face, %lld errors; job %.1f s -> %.0f images/hour; projection "
-                "%.1f s -> %.0f images/hour\n",
+                "%.1f s -> %.0f images/hour (prepare %.1f s, outputs %.1f s)\n",
                 o.batch, grouped ? "grouped" : "split", static_cast<long long>(r.ok),
                 static_cast<long long>(r.no_face), static_cast<long long>(r.error), r.seconds, row.rate,
-                r.projection_seconds, row.proj_rate);
+                r.projection_seconds, row.proj_rate, r.prepare_seconds, r.output_seconds);
   }
   std::printf("  batch %d split / batch 1: %.2fx images/hour (job), %.2fx (projection)\n", batch,
               rows[1].rate / rows[0].rate, rows[1].proj_rate / rows[0].proj_rate);

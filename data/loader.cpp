@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/work_pool.h"
 #include "monitoring/metrics.h"
 
 namespace facetex::data {
@@ -229,7 +230,7 @@ StreamingLoader::StreamingLoader(std::shared_ptr<const Dataset> dataset, LoaderO
   FACETEX_CHECK_USAGE(s.o.batch >= 1, "batch must be >= 1, got {}", s.o.batch);
   FACETEX_CHECK_USAGE(s.o.world >= 1 && s.o.rank >= 0 && s.o.rank < s.o.world, "rank {} of world {} is invalid",
                       s.o.rank, s.o.world);
-  if (s.o.threads <= 0) s.o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (s.o.threads <= 0) s.o.threads = hardware_workers();
   if (s.o.prefetch <= 0) s.o.prefetch = 2 * s.o.threads;
   if (!s.o.allocator) s.o.allocator = std::make_shared<AlignedHeap>();
   s.n_rows = s.ds->size();

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/version.h"
+#include "core/work_pool.h"
 #include "data/image_source.h"
 #include "data/shard_reader.h"
 #include "data/shard_writer.h"
@@ -51,7 +52,7 @@ struct Fnv64 {
 class Packer {
  public:
   Packer(const PackOptions& o, const ImageSource& src, int resolution)
-      : o_(o), src_(src), resolution_(resolution), threads_(o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()))) {}
+      : o_(o), src_(src), resolution_(resolution), threads_(o.threads > 0 ? o.threads : hardware_workers()) {}
 
   Prepared prepare(int64_t input) const {
     Prepared p;

@@ -1,14 +1,12 @@
 #include "data/verify.h"
 
 #include <algorithm>
-#include <atomic>
-#include <mutex>
 #include <set>
-#include <thread>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/work_pool.h"
 #include "data/dataset.h"
 #include "data/image_codec.h"
 #include "data/manifest.h"
@@ -65,30 +63,25 @@ VerifyReport verify_dataset(const VerifyOptions& o) {
     for (int64_t r = 0; r < s->count(); ++r) jobs.push_back({s.get(), r});
   }
   std::vector<std::string> row_problems(jobs.size());
-  std::atomic<size_t> next{0};
   Progress progress("verify", static_cast<int64_t>(jobs.size()), "rows", "data");
-  auto work = [&] {
-    std::string bytes;
-    for (size_t i; (i = next++) < jobs.size();) {
-      const Job& j = jobs[i];
-      try {
-        j.shard->read_row(j.row, bytes);
-        if (o.decode && j.shard->header().storage != Storage::kRaw) {
-          const int r = static_cast<int>(j.shard->header().resolution);
-          Image img = decode_image(bytes, j.shard->describe_row(j.row));
-          FACETEX_CHECK_DATA(img.height == r && img.width == r, "{}: decodes to {}x{}, expected {}x{}",
-                             j.shard->describe_row(j.row), img.width, img.height, r, r);
-        }
-      } catch (const DataError& e) {
-        row_problems[i] = e.what();
+  const int threads = o.threads > 0 ? o.threads : hardware_workers();
+  std::vector<std::string> buffers(static_cast<size_t>(threads));
+  for_each_index(static_cast<int64_t>(jobs.size()), threads, [&](int64_t i, int t) {
+    const Job& j = jobs[static_cast<size_t>(i)];
+    std::string& bytes = buffers[static_cast<size_t>(t)];
+    try {
+      j.shard->read_row(j.row, bytes);
+      if (o.decode && j.shard->header().storage != Storage::kRaw) {
+        const int r = static_cast<int>(j.shard->header().resolution);
+        Image img = decode_image(bytes, j.shard->describe_row(j.row));
+        FACETEX_CHECK_DATA(img.height == r && img.width == r, "{}: decodes to {}x{}, expected {}x{}",
+                           j.shard->describe_row(j.row), img.width, img.height, r, r);
       }
-      progress.advance();
+    } catch (const DataError& e) {
+      row_problems[static_cast<size_t>(i)] = e.what();
     }
-  };
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(work);
-  for (auto& t : pool) t.join();
+    progress.advance();
+  });
   progress.finish();
   report.rows_checked = static_cast<int64_t>(jobs.size());
   for (auto& p : row_problems) {

@@ -9,9 +9,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <exception>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "core/atomic_file.h"
@@ -19,6 +16,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/version.h"
+#include "core/work_pool.h"
 #include "data/image_codec.h"
 #include "data/shard_writer.h"
 #include "models/face3d/canonical_mesh.h"
@@ -217,7 +215,7 @@ namespace {
 class Annotator {
  public:
   explicit Annotator(const AnnotateOptions& o)
-      : o_(o), threads_(o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()))) {
+      : o_(o), threads_(o.threads > 0 ? o.threads : hardware_workers()) {
     if (!o.recon_weights.empty()) recon_ = aux::load_recon_net(o.recon_weights);
   }
 
@@ -233,50 +231,36 @@ class Annotator {
     const auto t_start = std::chrono::steady_clock::now();
     // 1. Landmarks, rows spread over the workers (one source each, created once per run).
     while (static_cast<int>(sources_.size()) < threads_) sources_.push_back(o_.landmarks.make());
-    std::atomic<int64_t> next{0};
+    // A bad row stops the others with --on-corrupt=fail (the first in row order is reported below); anything else
+    // (out of memory, a broken model) escapes and stops the run.
     std::atomic<bool> stop{false};
-    std::exception_ptr fatal;
-    std::mutex mu;
-    auto worker = [&](int t) {
-      std::string bytes;
-      for (;;) {
-        const int64_t i = next++;
-        if (i >= n || stop) return;
-        RowResult& r = rows[static_cast<size_t>(i)];
-        try {
-          in.read_row(i, bytes);  // CRC-checked: DataError naming the file and row
-          data::Image img;
-          const uint8_t* rgb = nullptr;
-          if (raw) {
-            rgb = reinterpret_cast<const uint8_t*>(bytes.data());
-          } else {
-            img = data::decode_image(bytes, in.describe_row(i));
-            FACETEX_CHECK_DATA(img.height == res && img.width == res, "{}: decodes to {}x{}, the shard is {}x{}",
-                               in.describe_row(i), img.width, img.height, res, res);
-            rgb = img.rgb.data();
-          }
-          LandmarkQuery q{rgb, res, res, &in, i, in.key(i)};
-          const auto lm = sources_[static_cast<size_t>(t)]->landmarks(q);
-          r.found = lm.has_value();
-          if (lm) r.lm = *lm;
-        } catch (const DataError& e) {
-          r.error = e.what();
-          if (o_.on_corrupt == data::OnCorrupt::kFail) stop = true;
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(mu);
-          if (!fatal) fatal = std::current_exception();
-          stop = true;
+    std::vector<std::string> buffers(static_cast<size_t>(threads_));
+    for_each_index(n, threads_, [&](int64_t i, int t) {
+      if (stop) return;
+      RowResult& r = rows[static_cast<size_t>(i)];
+      std::string& bytes = buffers[static_cast<size_t>(t)];
+      try {
+        in.read_row(i, bytes);  // CRC-checked: DataError naming the file and row
+        data::Image img;
+        const uint8_t* rgb = nullptr;
+        if (raw) {
+          rgb = reinterpret_cast<const uint8_t*>(bytes.data());
+        } else {
+          img = data::decode_image(bytes, in.describe_row(i));
+          FACETEX_CHECK_DATA(img.height == res && img.width == res, "{}: decodes to {}x{}, the shard is {}x{}",
+                             in.describe_row(i), img.width, img.height, res, res);
+          rgb = img.rgb.data();
         }
-        progress.advance();
+        LandmarkQuery q{rgb, res, res, &in, i, in.key(i)};
+        const auto lm = sources_[static_cast<size_t>(t)]->landmarks(q);
+        r.found = lm.has_value();
+        if (lm) r.lm = *lm;
+      } catch (const DataError& e) {
+        r.error = e.what();
+        if (o_.on_corrupt == data::OnCorrupt::kFail) stop = true;
       }
-    };
-    {
-      std::vector<std::thread> pool;
-      const int workers = static_cast<int>(std::min<int64_t>(threads_, std::max<int64_t>(n, 1)));
-      for (int t = 0; t < workers; ++t) pool.emplace_back(worker, t);
-      for (auto& t : pool) t.join();
-    }
-    if (fatal) std::rethrow_exception(fatal);
+      progress.advance();
+    });
     for (int64_t i = 0; i < n; ++i) {  // the first bad row in row order
       const RowResult& r = rows[static_cast<size_t>(i)];
       if (r.error.empty()) continue;

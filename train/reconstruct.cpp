@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/version.h"
+#include "core/work_pool.h"
 #include "data/dataset.h"
 #include "data/image_codec.h"
 #include "data/shard_reader.h"
@@ -199,6 +200,9 @@ void write_bytes(const fs::path& p, const std::string& bytes) {
   FACETEX_CHECK_RUNTIME(f.good(), "{}: write failed", p.string());
 }
 
+// Threads for the per-photo CPU stages (decoding, landmarks, fit; rendering and encoding the outputs).
+int io_workers(const ReconstructOptions& o) { return o.io_threads > 0 ? o.io_threads : hardware_workers(); }
+
 // A photo ready for projection.
 struct Prepared {
   InputItem item;
@@ -242,7 +246,9 @@ class Reconstructor {
       vgg_ = std::make_unique<torch::jit::Module>(torch::jit::load(o.lpips_vgg.string(), device_));
       vgg_->eval();
     }
-    landmarks_ = o.landmarks.make();
+    // One landmark source per I/O worker (dlib's detector and predictor are not shared between threads), made by
+    // the worker on its first photo: loading dlib's predictor takes a while, and only min(B, workers) are used.
+    landmarks_.resize(static_cast<size_t>(io_workers(o)));
     if (o.id_weight > 0) {
       const fs::path manifest = face_api_manifest(o.face_api);
       FACETEX_CHECK_USAGE(!manifest.empty(), "--id-weight {}: face-api weights not found at {}", o.id_weight,
@@ -282,8 +288,9 @@ class Reconstructor {
     return models::aux::sample_face_chips(crops, chip_to_crop.to(crops.device()), kChip);
   }
 
-  // Decode + geometry. Returns the outcome for items that end here (bad_input, no_face), else fills `p`.
-  std::optional<Outcome> prepare(const InputItem& item, Prepared& p) {
+  // Decode + geometry on I/O worker `worker`. Returns the outcome for items that end here (bad_input, no_face), else
+  // fills `p`.
+  std::optional<Outcome> prepare(const InputItem& item, Prepared& p, int worker) {
     std::string bytes;
     if (item.shard) {
       item.shard->read_row(item.row, bytes);
@@ -317,7 +324,9 @@ class Reconstructor {
     }
     const int h = img.height, w = img.width;
     LandmarkQuery q{img.rgb.data(), h, w, item.shard, item.row, item.source};  // shard rows: their annotations too
-    const auto lm = landmarks_->landmarks(q);
+    std::unique_ptr<LandmarkSource>& source = landmarks_[static_cast<size_t>(worker)];
+    if (!source) source = o_.landmarks.make();
+    const auto lm = source->landmarks(q);
     if (!lm) return Outcome{"no_face", "no face detected"};
     at::Tensor lm68 = at::empty({1, 68, 2}, at::kFloat);
     std::memcpy(lm68.data_ptr<float>(), lm->data(), sizeof(float) * 136);
@@ -593,7 +602,7 @@ class Reconstructor {
   std::vector<std::shared_ptr<sg::SynthesisLayer>> noise_layers_;
   std::shared_ptr<models::aux::ReconNet> recon_;
   std::unique_ptr<torch::jit::Module> vgg_;
-  std::unique_ptr<LandmarkSource> landmarks_;
+  std::vector<std::unique_ptr<LandmarkSource>> landmarks_;  // one per I/O worker
   std::unique_ptr<models::aux::DlibFaceResNet> id_net_;
   fs::path id_manifest_;
   at::Tensor w_avg_;
@@ -741,24 +750,35 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
     if (status != "ok") log.warn("{}: {}: {}", it.source, status, message);
   };
   Progress progress("reconstruct", static_cast<int64_t>(pending.size()), "inputs", "reconstruct");
+  const int io = io_workers(o);
   size_t next = 0;
   while (next < pending.size()) {
-    // Gather up to B prepared photos; inputs that end early (bad input, no face, error) are recorded on the way.
+    // Fill the batch to B: the next inputs are prepared on the I/O workers; inputs that end early (bad input, no
+    // face, error) are recorded, in input order, and more are taken.
     std::vector<Prepared> batch;
     while (next < pending.size() && static_cast<int>(batch.size()) < o.batch) {
-      const InputItem& it = *pending[next++];
-      Prepared p;
-      try {
-        if (auto outcome = rec.prepare(it, p)) {
-          record(it, outcome->status, outcome->message);
+      const size_t take = std::min(pending.size() - next, static_cast<size_t>(o.batch) - batch.size());
+      const auto t_prepare = std::chrono::steady_clock::now();
+      std::vector<Prepared> got(take);
+      std::vector<std::optional<Outcome>> ended(take);
+      for_each_index(static_cast<int64_t>(take), io, [&](int64_t k, int worker) {
+        const size_t j = static_cast<size_t>(k);
+        try {
+          ended[j] = rec.prepare(*pending[next + j], got[j], worker);
+        } catch (const std::exception& e) {
+          ended[j] = Outcome{"error", e.what()};
+        }
+      });
+      res.prepare_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prepare).count();
+      for (size_t j = 0; j < take; ++j) {
+        if (ended[j]) {
+          record(*pending[next + j], ended[j]->status, ended[j]->message);
           progress.advance();
         } else {
-          batch.push_back(std::move(p));
+          batch.push_back(std::move(got[j]));
         }
-      } catch (const std::exception& e) {
-        record(it, "error", e.what());
-        progress.advance();
       }
+      next += take;
     }
     if (!batch.empty()) {
       const auto tp = std::chrono::steady_clock::now();
@@ -771,19 +791,23 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
       }
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
       res.projection_seconds += secs;
-      for (size_t i = 0; i < batch.size(); ++i) {
-        const InputItem& it = batch[i].item;
-        if (!proj) {
-          record(it, "error", "projection failed: " + failure);
-        } else {
+      // The outputs of the batch, written on the I/O workers; recorded in input order.
+      std::vector<Outcome> written(batch.size(), Outcome{"error", "projection failed: " + failure});
+      const auto t_output = std::chrono::steady_clock::now();
+      if (proj) {
+        for_each_index(static_cast<int64_t>(batch.size()), io, [&](int64_t i, int) {
+          const size_t j = static_cast<size_t>(i);
           try {
-            rec.write_item(batch[i], proj->texture[int64_t(i)], proj->w[int64_t(i)], proj->final_loss[i],
-                           secs / double(batch.size()));
-            record(it, "ok", "");
+            rec.write_item(batch[j], proj->texture[i], proj->w[i], proj->final_loss[j], secs / double(batch.size()));
+            written[j] = Outcome{"ok", ""};
           } catch (const std::exception& e) {
-            record(it, "error", e.what());
+            written[j] = Outcome{"error", e.what()};
           }
-        }
+        });
+      }
+      res.output_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_output).count();
+      for (size_t j = 0; j < batch.size(); ++j) {
+        record(batch[j].item, written[j].status, written[j].message);
         progress.advance();
       }
     }

@@ -7,7 +7,9 @@
 // average-pooled pyramid) and renormalisation, loss LPIPS (NVIDIA's vgg16.pt, when given) + 0.001·L1 +
 // regularize_noise_weight·reg. B images are optimised together — one batched synthesis, render and loss per step —
 // each with its own geometry, latent and noise maps (SynthesisLayer::noise_override) and its own random generator
-// seeded from (seed, input index), so the result of an image does not depend on the batch it was in.
+// seeded from (seed, input index), so the result of an image does not depend on the batch it was in. The per-photo
+// CPU stages around the projection (decoding, landmarks and fit; rendering and encoding the outputs) run on
+// `io_threads` workers, a photo each.
 //
 // Outputs per image OUT/<name>/ (the spec's test_celeba files): proj_tex.png (UV texture), proj_model.obj/.mtl/.png,
 // proj_composed.png (full frame), proj_composed_crop.png, mask.png, mask_crop.png, target.png, target_crop.png,
@@ -76,6 +78,9 @@ struct ReconstructOptions {
   std::filesystem::path out;
   Part part;
   int batch = 1;
+  // Threads for the per-photo CPU stages — decoding, landmarks and fit before a batch, rendering and encoding its
+  // outputs after it (0: one per hardware thread; at most B are busy).
+  int io_threads = 0;
   ModconvPath modconv = ModconvPath::kAuto;
   ProjectorSchedule schedule;
   int crop_resolution = 1024;         // side of the aligned target crop the loss runs on (spec: 1024)
@@ -106,7 +111,9 @@ struct ReconstructResult {
   int64_t ok = 0, no_face = 0, bad_input = 0, error = 0;  // this run
   bool preempted = false;
   bool lpips = false;
-  double seconds = 0, projection_seconds = 0;
+  // Wall time: the whole part, and its stages (photos prepared — decoding, landmarks, fit — on the I/O workers; the
+  // batched projection; outputs rendered, encoded and written on the I/O workers).
+  double seconds = 0, prepare_seconds = 0, projection_seconds = 0, output_seconds = 0;
   std::filesystem::path manifest_path;
 };
 

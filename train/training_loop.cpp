@@ -22,6 +22,7 @@
 #include "core/env_param.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/work_pool.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "kernels/device_memory.h"
@@ -219,7 +220,7 @@ void Trainer::setup() {
   // LibTorch's OpenMP pool can come up with a single thread in containers (omp_get_max_threads() == 1 with 2
   // cores here); use the cores this rank has unless OMP_NUM_THREADS says otherwise.
   if (std::getenv("OMP_NUM_THREADS") == nullptr) {
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int cores = hardware_workers();
     at::set_num_threads(std::max(1, cores / std::max(1, world_.local_size)));
   }
   if (o_.device == "cuda") {

@@ -208,6 +208,9 @@ TEST(Reconstruct, BatchedAndOneAtATimeAgree) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   r = run_facetex(common_args(in, dir / "b1", "--batch 1 --seed 7"));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  // The I/O workers (prepare and write in parallel) change nothing: one worker gives the same bytes.
+  r = run_facetex(common_args(in, dir / "b4s", "--batch 4 --seed 7 --io-threads 1"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   r = run_facetex(common_args(in, dir / "bad", "--batch 4 --modconv fused"));
   EXPECT_EQ(r.exit_code, 2) << "an unknown --modconv is a usage error";
   EXPECT_NE(r.err.find("--modconv fused"), std::string::npos) << r.err;
@@ -216,6 +219,11 @@ TEST(Reconstruct, BatchedAndOneAtATimeAgree) {
     if (line["status"] != "ok") continue;
     const std::string name = line["name"];
     const json b = json::parse(test::read_bytes(dir / "b1" / name / "result.json"));
+    for (const char* file : {"proj_tex.png", "proj_composed.png", "proj_composed_crop.png", "rendered_rot.png",
+                             "proj_model.obj"}) {
+      EXPECT_EQ(test::read_bytes(dir / "b4" / name / file), test::read_bytes(dir / "b4s" / name / file))
+          << name << "/" << file;
+    }
     for (const char* run : {"b4", "b4g"}) {
       const json a = json::parse(test::read_bytes(dir / run / name / "result.json"));
       EXPECT_EQ(a["settings"]["modconv"], std::string(run) == "b4" ? "auto" : "grouped");

@@ -3,8 +3,15 @@
 
 #include <signal.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include "core/atomic_file.h"
 #include "core/config.h"
@@ -14,6 +21,7 @@
 #include "core/fatal_signal.h"
 #include "core/h5.h"
 #include "core/partition.h"
+#include "core/work_pool.h"
 #include "tests/support/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -180,4 +188,41 @@ TEST(FatalSignal, ACrashIsReportedWithItsRankAndDiesOfTheSameSignal) {
               "test_core: fatal SIGSEGV \\(11\\) on host .*, pid [0-9]+, rank 3, thread [0-9]+ \\(main\\)\n"
               "  fault address .*, pc 0x[0-9a-f]+ in mapping: .*backtrace.*\n.*test_core");
   EXPECT_EXIT(crash(SIGABRT), testing::KilledBySignal(SIGABRT), "fatal SIGABRT \\(6\\).* rank 3");
+}
+
+TEST(WorkPool, EveryIndexOnceOnDistinctWorkersAndTheFirstErrorStopsTheRest) {
+  for (int workers : {1, 3, 8}) {
+    std::vector<std::atomic<int>> seen(50);
+    std::vector<std::set<std::thread::id>> threads_of(8);
+    std::mutex mu;
+    for_each_index(50, workers, [&](int64_t i, int w) {
+      ASSERT_GE(w, 0);
+      ASSERT_LT(w, workers);
+      ++seen[static_cast<size_t>(i)];
+      std::lock_guard<std::mutex> lock(mu);
+      threads_of[static_cast<size_t>(w)].insert(std::this_thread::get_id());
+    });
+    for (const auto& s : seen) EXPECT_EQ(s.load(), 1) << workers << " workers";
+    for (const auto& ids : threads_of) EXPECT_LE(ids.size(), 1u) << "a worker index is one thread";
+  }
+  // More workers than items: only as many threads as items.
+  std::atomic<int> max_worker{-1};
+  for_each_index(2, 16, [&](int64_t, int w) {
+    int m = max_worker.load();
+    while (w > m && !max_worker.compare_exchange_weak(m, w)) {
+    }
+  });
+  EXPECT_LE(max_worker.load(), 1);
+  // An escaping exception is rethrown after the workers return; items not yet claimed are not run.
+  std::atomic<int> ran{0};
+  EXPECT_THROW(for_each_index(1000, 4,
+                              [&](int64_t i, int) {
+                                ++ran;
+                                if (i == 3) throw std::runtime_error("item 3");
+                                std::this_thread::sleep_for(std::chrono::microseconds(200));
+                              }),
+               std::runtime_error);
+  EXPECT_LT(ran.load(), 1000);
+  for_each_index(0, 4, [](int64_t, int) { FAIL() << "no items, no calls"; });
+  EXPECT_GE(hardware_workers(), 1);
 }
