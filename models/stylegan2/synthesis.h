@@ -26,7 +26,9 @@ struct SynthesisOptions {
 
 // Modulated convolution (the reference's modulated_conv2d): per-sample weights w * style, optional demodulation
 // 1/sqrt(sum w'^2 + 1e-8), optional noise; fused = one grouped convolution, non-fused = scale activations before and
-// after a shared convolution (the training path; the same mathematics with different rounding).
+// after a shared convolution (the training path; the same mathematics with different rounding). The non-fused path
+// computes the demodulation coefficients as one [N, I] x [I, O] product instead of the reference's [N, O, I, k, k]
+// per-sample weights (same sum, other order).
 struct ModulatedConvArgs {
   at::Tensor noise;  // optional, broadcastable to the output
   int up = 1, down = 1, padding = 0;
