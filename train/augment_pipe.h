@@ -119,6 +119,14 @@ class AugmentPipe {
   const at::Tensor& Hz_geom() const { return Hz_geom_; }
   const at::Tensor& Hz_fbank() const { return Hz_fbank_; }
 
+  // Constant tensors made once per device and reused, as the reference's misc.constant caches them (it keys on value,
+  // shape, dtype and device): the constant matrices of the execute step, the identities, the luma axis, and the
+  // filled tensors that drawn matrices stack as their constant elements. On a GPU each would otherwise be a fill
+  // kernel or a host-to-device copy per call (about 90 per call). Key: values, shape, dtype, device.
+  using ConstantKey = std::tuple<std::vector<double>, std::vector<int64_t>, int, std::string>;
+  using ConstantCache = std::map<ConstantKey, at::Tensor>;
+  size_t cached_constants() const { return constants_.size(); }
+
  private:
   at::Tensor geometric(const at::Tensor& images, AugmentDebug* debug) const;
   at::Tensor colour(const at::Tensor& images, AugmentDebug* debug) const;
@@ -131,17 +139,6 @@ class AugmentPipe {
   float p_ = 0.0f;
   at::Tensor Hz_geom_, Hz_fbank_;
   mutable std::optional<at::Tensor> Hz_geom_cache_, Hz_fbank_cache_;  // on the last device/dtype used
-
- public:
-  // Constant tensors made once per device and reused, as the reference's misc.constant caches them (it keys on value,
-  // shape, dtype and device): the constant matrices of the execute step, the identities, the luma axis, and the
-  // filled tensors that drawn matrices stack as their constant elements. On a GPU each would otherwise be a fill
-  // kernel or a host-to-device copy per call (about 90 per call). Key: values, shape, dtype, device.
-  using ConstantKey = std::tuple<std::vector<double>, std::vector<int64_t>, int, std::string>;
-  using ConstantCache = std::map<ConstantKey, at::Tensor>;
-  size_t cached_constants() const { return constants_.size(); }
-
- private:
   mutable ConstantCache constants_;
 };
 
