@@ -62,7 +62,8 @@ int run_reconstruct(const Config& c) {
               static_cast<long long>(r.inputs), o.part.str().c_str(), static_cast<long long>(r.ok),
               static_cast<long long>(r.no_face), static_cast<long long>(r.bad_input), static_cast<long long>(r.error),
               static_cast<long long>(r.skipped), r.lpips ? "on" : "off", r.seconds, r.prepare_seconds,
-              r.projection_seconds, r.output_seconds, r.preempted ? "; PREEMPTED" : "", r.manifest_path.string().c_str());
+              r.projection_seconds, r.output_seconds, r.preempted ? "; PREEMPTED" : "",
+              r.manifest_path.string().c_str());
   return r.preempted ? static_cast<int>(ExitCode::kPreempted) : 0;
 }
 

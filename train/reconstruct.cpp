@@ -32,6 +32,7 @@
 #include "models/face3d/geometry.h"
 #include "models/face3d/obj_export.h"
 #include "models/face3d/pos_align.h"
+#include "models/face3d/renderer.h"
 #include "models/stylegan2/factory.h"
 #include "models/stylegan2/generator.h"
 #include "models/weights/weight_file.h"
@@ -408,6 +409,9 @@ class Reconstructor {
     }
     const at::Tensor target = at::cat(targets).to(device_), coeffs = at::cat(coeff_rows).to(device_);
     const at::Tensor boxes = crop_frame_boxes(B).to(device_);
+    // The geometry is fixed during the projection: pose, rasterisation and each pixel's UV position once per batch;
+    // every step only samples the new textures.
+    const f3::UvSampling view = renderer_.sampling(coeffs, boxes, o_.crop_resolution);
     at::Tensor target_feat;
     if (vgg_) {
       at::NoGradGuard ng;
@@ -439,7 +443,7 @@ class Reconstructor {
       const at::Tensor w_noise = at::cat(wn).to(fopt.device(device_), /*non_blocking=*/true) * wns;
       const at::Tensor ws = (w_opt + w_noise).unsqueeze(1).expand({B, num_ws, wdim});
       const at::Tensor T = (G_->synthesis->forward(ws, so) + 1) * (255.0 / 2);
-      const f3::Rendered r = renderer_.render(T, coeffs, boxes, o_.crop_resolution);
+      const f3::Rendered r = f3::sample_uv_texture(T, view);
       const at::Tensor synth = target * (1 - r.mask) + r.mask * r.rgb;
       at::Tensor loss_i = s.l1_weight * (synth - target).abs().mean({1, 2, 3});
       if (vgg_) loss_i = loss_i + (target_feat - lpips_features(synth)).square().sum(1);

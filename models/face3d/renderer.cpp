@@ -78,50 +78,60 @@ at::Tensor uv_grid_cpu(const at::Tensor& corner_uv, const kernels::RasterOutput&
 
 }  // namespace
 
-Rendered render_uv_texture(const at::Tensor& texture, const at::Tensor& vertex_uv, const at::Tensor& faces,
-                           const kernels::RasterOutput& raster) {
+UvSampling uv_sampling(const at::Tensor& vertex_uv, const at::Tensor& faces, const kernels::RasterOutput& raster) {
   check_raster(raster);
-  FACETEX_CHECK_RUNTIME(texture.defined() && texture.dim() == 4 && texture.is_floating_point(),
-                        "render_uv_texture: texture must be a floating-point [B, C, R, R], got {}",
-                        shape_text(texture));
-  FACETEX_CHECK_RUNTIME(texture.size(0) == raster.face_index.size(0),
-                        "render_uv_texture: texture {} has a batch of {} but the raster {} has {}", shape_text(texture),
-                        texture.size(0), shape_text(raster.face_index), raster.face_index.size(0));
   FACETEX_CHECK_RUNTIME(vertex_uv.defined() && vertex_uv.dim() == 2 && vertex_uv.size(1) == 2,
                         "render_uv_texture: vertex_uv must be [V, 2], got {}", shape_text(vertex_uv));
   FACETEX_CHECK_RUNTIME(faces.defined() && faces.dim() == 2 && faces.size(1) == 3 &&
                             (faces.scalar_type() == at::kInt || faces.scalar_type() == at::kLong),
                         "render_uv_texture: faces must be int32/int64 [F, 3], got {}", shape_text(faces));
-  FACETEX_CHECK_RUNTIME(texture.device() == raster.face_index.device() && vertex_uv.device() == texture.device() &&
-                            faces.device() == texture.device(),
-                        "render_uv_texture: texture ({}), vertex_uv ({}), faces ({}) and raster ({}) must be on one "
-                        "device",
-                        texture.device().str(), vertex_uv.device().str(), faces.device().str(),
-                        raster.face_index.device().str());
-
+  const at::Device device = raster.face_index.device();
+  FACETEX_CHECK_RUNTIME(vertex_uv.device() == device && faces.device() == device,
+                        "render_uv_texture: vertex_uv ({}), faces ({}) and raster ({}) must be on one device",
+                        vertex_uv.device().str(), faces.device().str(), raster.face_index.device().str());
+  UvSampling s;
   const int64_t num_faces = faces.size(0);
-  at::Tensor grid;
   if (num_faces == 0) {  // nothing can be covered; any valid grid will be masked
-    grid = at::zeros({raster.face_index.size(0), raster.face_index.size(1), raster.face_index.size(2), 2},
-                     texture.options().dtype(at::kFloat));
+    s.grid = at::zeros({raster.face_index.size(0), raster.face_index.size(1), raster.face_index.size(2), 2},
+                       raster.barycentric.options().dtype(at::kFloat));
   } else {
     const at::Tensor corner_uv =
         vertex_uv.to(at::kFloat).index_select(0, faces.reshape({-1}).to(at::kLong)).reshape({num_faces, 6});
-    grid = texture.is_cpu() ? uv_grid_cpu(corner_uv, raster) : uv_grid_reference(corner_uv, raster);
+    s.grid = raster.face_index.is_cpu() ? uv_grid_cpu(corner_uv, raster) : uv_grid_reference(corner_uv, raster);
   }
+  s.mask = raster.face_index.ge(0).unsqueeze(1).to(at::kFloat);
+  return s;
+}
+
+Rendered sample_uv_texture(const at::Tensor& texture, const UvSampling& sampling) {
+  FACETEX_CHECK_RUNTIME(texture.defined() && texture.dim() == 4 && texture.is_floating_point(),
+                        "render_uv_texture: texture must be a floating-point [B, C, R, R], got {}",
+                        shape_text(texture));
+  FACETEX_CHECK_RUNTIME(sampling.grid.defined() && sampling.mask.defined() && sampling.grid.dim() == 4,
+                        "render_uv_texture: the UV sampling is not set up (uv_sampling)");
+  FACETEX_CHECK_RUNTIME(texture.size(0) == sampling.grid.size(0),
+                        "render_uv_texture: texture {} has a batch of {} but the raster {} has {}", shape_text(texture),
+                        texture.size(0), shape_text(sampling.mask), sampling.grid.size(0));
+  FACETEX_CHECK_RUNTIME(texture.device() == sampling.grid.device(),
+                        "render_uv_texture: texture ({}) and raster ({}) must be on one device",
+                        texture.device().str(), sampling.grid.device().str());
   // float16 grids cannot address a 1024-texel row to better than ~half a texel: sample half textures in float32.
   const at::ScalarType sample_type = texture.scalar_type() == at::kHalf ? at::kFloat : texture.scalar_type();
   constexpr int64_t kBilinear = 0, kBorder = 1;
-  at::Tensor rgb = at::grid_sampler_2d(texture.to(sample_type), grid.to(sample_type), kBilinear, kBorder,
+  at::Tensor rgb = at::grid_sampler_2d(texture.to(sample_type), sampling.grid.to(sample_type), kBilinear, kBorder,
                                        /*align_corners=*/true);
-
   Rendered out;
-  out.mask = raster.face_index.ge(0).unsqueeze(1).to(at::kFloat);
+  out.mask = sampling.mask;
   // In place: grid_sampler_2d's backward needs its inputs, not its output, so autograd allows it and the batch
   // does not pay for another [B, C, H, W] temporary.
   rgb.mul_(out.mask.to(sample_type));
   out.rgb = rgb.to(texture.scalar_type());
   return out;
+}
+
+Rendered render_uv_texture(const at::Tensor& texture, const at::Tensor& vertex_uv, const at::Tensor& faces,
+                           const kernels::RasterOutput& raster) {
+  return sample_uv_texture(texture, uv_sampling(vertex_uv, faces, raster));
 }
 
 at::Tensor composite(const at::Tensor& background, const at::Tensor& rgb, const at::Tensor& mask) {

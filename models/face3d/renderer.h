@@ -15,7 +15,19 @@ struct Rendered {
   at::Tensor mask;  // [B, 1, H, W] float32 in {0, 1}: pixel covered by the mesh
 };
 
-// texture: [B, C, R, R]; vertex_uv: [V, 2] (u right, v up, in [0, 1]); faces: [F, 3] (the same as rasterised).
+// The texture-independent half of rendering: each pixel's sampling position in UV space (the grid of
+// grid_sample, [B, H, W, 2] float32) and the coverage mask ([B, 1, H, W] float32). A batch whose geometry stays
+// fixed while its textures change — projection, every step — computes it once and samples many textures.
+struct UvSampling {
+  at::Tensor grid;
+  at::Tensor mask;
+};
+
+// vertex_uv: [V, 2] (u right, v up, in [0, 1]); faces: [F, 3] (the same as rasterised).
+UvSampling uv_sampling(const at::Tensor& vertex_uv, const at::Tensor& faces, const kernels::RasterOutput& raster);
+// texture: [B, C, R, R] on the sampling's device, B as rasterised.
+Rendered sample_uv_texture(const at::Tensor& texture, const UvSampling& sampling);
+// Both in one: sample_uv_texture(texture, uv_sampling(vertex_uv, faces, raster)).
 Rendered render_uv_texture(const at::Tensor& texture, const at::Tensor& vertex_uv, const at::Tensor& faces,
                            const kernels::RasterOutput& raster);
 

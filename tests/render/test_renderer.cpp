@@ -183,6 +183,27 @@ TEST(Composite, EachSampleUsesItsOwnMask) {
   EXPECT_THROW(composite(bg.slice(0, 0, 2), out.rgb, out.mask), RuntimeError);
 }
 
+// A sampling set up once serves many textures: the same images and texture gradients as rendering each anew.
+TEST(RenderUvTexture, OneSamplingServesManyTextures) {
+  const Quad q = upright_quad(2, 1, 2, 15, 13);
+  const RasterOutput raster = kernels::rasterize(q.screen, q.faces, 16, 16);
+  const models::face3d::UvSampling sampling = models::face3d::uv_sampling(q.uv, q.faces, raster);
+  at::manual_seed(3);
+  for (int k = 0; k < 3; ++k) {
+    const at::Tensor texture = (at::rand({2, 3, 8, 8}) * 2 - 1).requires_grad_(true);
+    const Rendered once = models::face3d::sample_uv_texture(texture, sampling);
+    const Rendered anew = render_uv_texture(texture, q.uv, q.faces, raster);
+    EXPECT_TRUE(at::equal(once.rgb, anew.rgb));
+    EXPECT_TRUE(at::equal(once.mask, anew.mask));
+    const at::Tensor weights = at::rand_like(anew.rgb);
+    const at::Tensor g_once = torch::autograd::grad({(once.rgb * weights).sum()}, {texture})[0];
+    const at::Tensor g_anew = torch::autograd::grad({(anew.rgb * weights).sum()}, {texture})[0];
+    EXPECT_TRUE(at::equal(g_once, g_anew));
+  }
+  EXPECT_THROW(models::face3d::sample_uv_texture(at::rand({3, 3, 8, 8}), sampling), RuntimeError);  // batch 3 vs 2
+  EXPECT_THROW(models::face3d::sample_uv_texture(at::rand({2, 3, 8, 8}), models::face3d::UvSampling{}), RuntimeError);
+}
+
 TEST(RenderUvTexture, RejectsMismatchedInputs) {
   const Quad q = upright_quad(2, 0, 0, 8, 8);
   const RasterOutput raster = kernels::rasterize(q.screen, q.faces, 8, 8);
