@@ -1,5 +1,6 @@
 // Reconstructed images per hour: `facetex reconstruct`'s library path (train/reconstruct.h) on the same photos with
-// the same steps at batch 1 (the public code's one-image-at-a-time approach) and at batch B, side by side.
+// the same steps at batch 1 (the public code's one-image-at-a-time approach) and at batch B — with the default split
+// modulated convolutions and with grouped ones — side by side.
 //
 //   bench_reconstruct [--device cpu|cuda] [--batch 8] [--steps 20] [--crop 256] [--texture 64] [--channels 64]
 //                     [--w-dim 128] [--images 8] [--keep DIR] [--synthetic R] [--channel-base B] [--fp16-res N]
