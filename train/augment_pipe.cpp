@@ -25,12 +25,13 @@ struct Maker {
   AugmentPipe::ConstantCache& cache;
 };
 
-// The cache entry of (values, shape) on mk's dtype and device, made by make(key) on first use. Callers never modify
-// it in place. The cache is emptied when it reaches kMaxConstants entries: the execute step's centring translation
-// depends on the drawn padding, so its values vary from call to call.
+// The cache entry of (values, shape) on mk's dtype and device, made by make(key) on first use; returned by value (a
+// reference could outlive a clear). Callers never modify it in place. The cache is emptied when it reaches
+// kMaxConstants entries: the execute step's centring translation depends on the drawn padding, so its values vary
+// from call to call.
 constexpr size_t kMaxConstants = 4096;
 template <class Make>
-const at::Tensor& cached(const Maker& mk, std::vector<double> values, std::vector<int64_t> shape, const Make& make) {
+at::Tensor cached(const Maker& mk, std::vector<double> values, std::vector<int64_t> shape, const Make& make) {
   AugmentPipe::ConstantKey key{std::move(values), std::move(shape),
                                static_cast<int>(c10::typeMetaToScalarType(mk.opt.dtype())), mk.opt.device().str()};
   auto it = mk.cache.find(key);
@@ -41,7 +42,7 @@ const at::Tensor& cached(const Maker& mk, std::vector<double> values, std::vecto
 }
 
 // A constant tensor of `shape` holding `values` (row-major), rounded from double to the dtype of `mk.opt`.
-const at::Tensor& constant(const Maker& mk, std::vector<double> values, std::vector<int64_t> shape) {
+at::Tensor constant(const Maker& mk, std::vector<double> values, std::vector<int64_t> shape) {
   return cached(mk, std::move(values), std::move(shape), [&](const auto& v, const auto& s) {
     // non_blocking: a blocking host-to-GPU copy synchronises the stream; a pageable source is staged before the
     // call returns, so the temporary may go.
@@ -51,7 +52,7 @@ const at::Tensor& constant(const Maker& mk, std::vector<double> values, std::vec
 
 // A constant tensor of `shape` filled with `value` (the reference's misc.constant(value, shape=...)). Its key (one
 // value, a shape of more elements) cannot collide with a constant() of other contents.
-const at::Tensor& filled(const Maker& mk, double value, std::vector<int64_t> shape) {
+at::Tensor filled(const Maker& mk, double value, std::vector<int64_t> shape) {
   return cached(mk, {value}, std::move(shape),
                 [&](const auto& v, const auto& s) { return at::full(s, v[0], mk.opt); });
 }
