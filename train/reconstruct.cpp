@@ -247,9 +247,11 @@ class Reconstructor {
       vgg_ = std::make_unique<torch::jit::Module>(torch::jit::load(o.lpips_vgg.string(), device_));
       vgg_->eval();
     }
-    // One landmark source per I/O worker (dlib's detector and predictor are not shared between threads), made by
-    // the worker on its first photo: loading dlib's predictor takes a while, and only min(B, workers) are used.
+    // One landmark source per I/O worker (dlib's detector and predictor are not shared between threads). The first
+    // is made here, so that a broken predictor stops the job before any work instead of failing every photo; the
+    // others by their worker on its first photo (loading dlib's predictor takes a while; min(B, workers) are used).
     landmarks_.resize(static_cast<size_t>(io_workers(o)));
+    landmarks_[0] = o.landmarks.make();
     if (o.id_weight > 0) {
       const fs::path manifest = face_api_manifest(o.face_api);
       FACETEX_CHECK_USAGE(!manifest.empty(), "--id-weight {}: face-api weights not found at {}", o.id_weight,
