@@ -4,7 +4,7 @@
 //
 //   bench_reconstruct [--device cpu|cuda] [--batch 8] [--steps 20] [--crop 256] [--texture 64] [--channels 64]
 //                     [--w-dim 128] [--images 8] [--keep DIR] [--synthetic R] [--channel-base B] [--fp16-res N]
-//                     [--conv-clamp C]
+//                     [--conv-clamp C] [--lpips-vgg FILE]
 // The texture G has min(B / res, --channels) channels at each resolution; B defaults to channels × texture (the same
 // width everywhere). Config F at 1024²: --texture 1024 --channels 512 --channel-base 32768 --w-dim 512; a trained
 // paper1024 checkpoint also has --fp16-res 4 --conv-clamp 256 (FP16 on the top 4 resolutions, used on CUDA only).
@@ -14,7 +14,9 @@
 // a synthetic world at R² (`facetex data synth`) and takes their exact annotations as landmarks, on the world's own
 // face model — no assets needed (the GPU machine has none); the projection, which batching speeds up, is the same.
 // The texture generator has random weights (the cost does not depend on the values). Timings: whole job (geometry,
-// projection, writing) and projection alone.
+// projection, writing) and projection alone. --lpips-vgg adds the LPIPS term as `facetex reconstruct` does (NVIDIA's
+// vgg16.pt, or for cost alone a stand-in with its architecture and random weights: tools/make_lpips_standin.py);
+// without it the loss is L1 + noise regularisation and the bench measures G, rendering and the optimiser only.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <unistd.h>
@@ -43,7 +45,7 @@ int main(int argc, char** argv) {
   facetex::install_fatal_signal_report("bench_reconstruct");
   std::string device = "cpu";
   int batch = 8, steps = 20, crop = 256, texture = 64, channels = 64, w_dim = 128, images = 8;
-  std::string keep;
+  std::string keep, lpips_vgg;
   int synthetic = 0, channel_base = 0, fp16_res = 0;
   double conv_clamp = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
     else if (k == "--channel-base") channel_base = std::stoi(v);
     else if (k == "--fp16-res") fp16_res = std::stoi(v);
     else if (k == "--conv-clamp") conv_clamp = std::stod(v);
+    else if (k == "--lpips-vgg") lpips_vgg = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -114,6 +117,7 @@ int main(int argc, char** argv) {
   o.schedule.w_avg_samples = 2000;
   o.crop_resolution = crop;
   o.device = device;
+  o.lpips_vgg = lpips_vgg;
   if (synthetic > 0) {
     o.model = train::load_world_model(work / "world");
     o.model_name = "synthetic world";
@@ -127,10 +131,10 @@ int main(int argc, char** argv) {
   int64_t params = 0;
   for (const auto& t : G.parameters()) params += t.numel();
   std::printf("bench_reconstruct: %d %s, %d steps, crop %d^2, texture G %d^2 (channels %d..%d, w_dim %d, %.1f M "
-              "parameters, FP16 on the top %d resolutions), device %s, torch threads %d\n",
+              "parameters, FP16 on the top %d resolutions), LPIPS %s, device %s, torch threads %d\n",
               images, synthetic > 0 ? fmt::format("synthetic {}^2 renders", synthetic).c_str() : "photos", steps, crop,
               texture, c.synthesis.channels(texture), c.synthesis.channels(4), w_dim, params / 1e6, fp16_res,
-              device.c_str(), at::get_num_threads());
+              lpips_vgg.empty() ? "off" : lpips_vgg.c_str(), device.c_str(), at::get_num_threads());
   // Rows: batch 1 (grouped = an ordinary convolution per image, the public projector's path), batch B with the
   // default (split) modulated convolutions, batch B with grouped ones (the reference's eval-mode rule applied to a
   // batch) — the last shows what the choice of path is worth.

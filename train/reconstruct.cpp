@@ -244,8 +244,16 @@ class Reconstructor {
     if (!o.lpips_vgg.empty()) {
       FACETEX_CHECK_DATA(fs::is_regular_file(o.lpips_vgg), "{}: LPIPS VGG16 TorchScript file not found",
                          o.lpips_vgg.string());
-      vgg_ = std::make_unique<torch::jit::Module>(torch::jit::load(o.lpips_vgg.string(), device_));
+      try {
+        vgg_ = std::make_unique<torch::jit::Module>(torch::jit::load(o.lpips_vgg.string(), device_));
+      } catch (const c10::Error& e) {
+        throw DataError(fmt::format("{}: not a TorchScript module: {}", o.lpips_vgg.string(), e.what_without_backtrace()));
+      }
       vgg_->eval();
+      // A loaded TorchScript module's parameters require grad as saved (vgg16.pt's do): left so, every step's
+      // backward would also compute and accumulate VGG16's weight gradients at the crop resolution, about a third
+      // of the network's backward, for nothing. Only the gradient to the image is needed.
+      for (at::Tensor p : vgg_->parameters()) p.set_requires_grad(false);
     }
     // One landmark source per I/O worker (dlib's detector and predictor are not shared between threads). The first
     // is made here, so that a broken predictor stops the job before any work instead of failing every photo; the

@@ -16,8 +16,9 @@
 #            (rasteriser/renderer, CPU vs CUDA).
 #   recon    bench_reconstruct at 1024² (1024² texture, config-F channels, W 512; 32 synthetic 256² renders with
 #            their annotations as landmarks; G with FP16 on its top 4 resolutions as a trained checkpoint, TF32 allowed
-#            as in the public projector): images/h at batch 1 vs 32 (split and grouped modulated convolutions);
-#            then `facetex reconstruct` itself (batch 8) on the bench's world and generator, for its exit status.
+#            as in the public projector; LPIPS with a random-weight stand-in of vgg16.pt, tools/make_lpips_standin.py):
+#            images/h at batch 1 vs 32 (split and grouped modulated convolutions); then `facetex reconstruct` itself
+#            (batch 8) on the bench's world and generator, for its exit status.
 #   texture  bench_train_step, paper networks at 256², both background modes: step img/s and where the time goes.
 #   image    `facetex train --preset stylegan2-256` (image mode, config F, batch 32, ADA) on a 256² synthetic world
 #            for 3 ticks of 1 kimg: sec/kimg per tick from log.txt (the public implementation: ~11.8 on one H100);
@@ -181,12 +182,27 @@ measure() {
     # on the GPU (bench_reconstruct died of SIGSEGV after its results at stop 12).
     local cli_args=(--crop-resolution 1024 --batch 8 --steps 10 --w-avg-samples 2000)
     [ $small = 1 ] && cli_args=(--crop-resolution 256 --batch 2 --steps 2 --w-avg-samples 200)
+    # The loss as the public projector has it: LPIPS on the full crop. NVIDIA's vgg16.pt cannot be downloaded there,
+    # so a stand-in with its architecture and random weights (tools/make_lpips_standin.py; same cost). Should that
+    # run fail (e.g. out of memory: VGG16 keeps about 2.3 GB of activations per 1024² image), the bench runs again
+    # without LPIPS, as at stop 12.
+    local lpips=()
+    python3 tools/make_lpips_standin.py "$W/vgg16-standin.pt" | tee -a "$SUMMARY" && lpips=(--lpips-vgg "$W/vgg16-standin.pt")
     rm -rf "$W/recon-bench" "$W/recon-cli"
     (unset NVIDIA_TF32_OVERRIDE
-     run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" --keep "$W/recon-bench" &&
+     run bench_reconstruct 420 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" "${lpips[@]}" \
+       --keep "$W/recon-bench"
+     # Its figures count when the ratio lines were printed, even if the process died afterwards (as at stop 12).
+     if grep -q "split / batch 1" "$W/logs/bench_reconstruct.log"; then
        log bench_reconstruct | tee -a "$SUMMARY"
+     elif [ ${#lpips[@]} -gt 0 ]; then
+       say "bench_reconstruct with LPIPS failed (last lines above); again without it"
+       lpips=()
+       run bench_reconstruct_nolpips 300 "$B/bench/bench_reconstruct" --device "$DEV" "${rec_args[@]}" \
+         --keep "$W/recon-bench" && log bench_reconstruct_nolpips | tee -a "$SUMMARY"
+     fi
      run reconstruct_cli 300 "$FT" reconstruct --checkpoint "$W/recon-bench/G.h5" --inputs "$W/recon-bench/world/shards" \
-       --out "$W/recon-cli" --landmarks annotations \
+       --out "$W/recon-cli" --landmarks annotations "${lpips[@]}" \
        --model "$W/recon-bench/world/model.mat:$W/recon-bench/world/uv.npy" --device "$DEV" "${cli_args[@]}" &&
        { say "facetex reconstruct (exit 0):"; grep "^reconstruct:" "$W/logs/reconstruct_cli.log" | tee -a "$SUMMARY"; })
   fi

@@ -286,7 +286,8 @@ TEST(Reconstruct, SigtermFinishesTheBatchExits75AndRerunSkipsFinishedItems) {
 
 // The LPIPS path with a stand-in TorchScript file of NVIDIA's vgg16.pt interface (forward(img, resize_images,
 // return_lpips) -> [B, F] unit-normalised features of 0-255 images), scripted by Debian's python3-torch; it insists
-// on resize_images=False and return_lpips=True, so a wrong call fails the run.
+// on resize_images=False and return_lpips=True and on frozen weights (a loaded module's parameters require grad as
+// saved; backward would compute their gradients every step), so a wrong call fails the run.
 TEST(Reconstruct, LpipsTorchScriptInterface) {
   FACETEX_REQUIRE_ASSETS();
   const std::string python = "/usr/bin/python3";
@@ -295,9 +296,13 @@ TEST(Reconstruct, LpipsTorchScriptInterface) {
   const std::string script = R"(
 import sys, torch
 class Stub(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))  # saved with requires_grad, as vgg16.pt's weights are
     def forward(self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False) -> torch.Tensor:
         assert not resize_images and return_lpips
-        f = torch.nn.functional.adaptive_avg_pool2d(img / 127.5 - 1, [8, 8]).flatten(1)
+        assert not self.scale.requires_grad, "LPIPS weights must be frozen"
+        f = torch.nn.functional.adaptive_avg_pool2d(img / 127.5 - 1, [8, 8]).flatten(1) * self.scale
         return f / f.square().sum(dim=1, keepdim=True).sqrt()
 torch.jit.script(Stub()).save(sys.argv[1])
 )";
@@ -317,6 +322,11 @@ torch.jit.script(Stub()).save(sys.argv[1])
   r = run_facetex(common_args(in, dir / "out2", "--lpips-vgg " + (dir / "nope.pt").string()));
   EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
   EXPECT_NE(r.err.find("nope.pt"), std::string::npos) << r.err;
+  // So is a file that is not a TorchScript archive.
+  test::write_bytes(dir / "garbage.pt", "not a TorchScript archive\n");
+  r = run_facetex(common_args(in, dir / "out3", "--lpips-vgg " + (dir / "garbage.pt").string()));
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_NE(r.err.find("garbage.pt: not a TorchScript module"), std::string::npos) << r.err;
 }
 
 // --inputs may be a packed dataset: rows by key, the same statuses and outputs.
