@@ -33,6 +33,7 @@ int run_reconstruct(const Config& c) {
   o.max_pixels = c.get_int("reconstruct.max_pixels", o.max_pixels);
   o.recon_weights = c.get_string("reconstruct.recon_weights", "");
   o.lpips_vgg = c.get_string("reconstruct.lpips_vgg", "");
+  o.lpips_batch = static_cast<int>(c.get_int("reconstruct.lpips_batch", o.lpips_batch));
   o.device = c.get_string("reconstruct.device", "cpu");
   o.seed = static_cast<uint64_t>(c.get_int("reconstruct.seed", 0));
   FACETEX_CHECK_USAGE(o.device == "cpu" || o.device.rfind("cuda", 0) == 0, "--device must be cpu or cuda[:i]");
@@ -93,6 +94,8 @@ void add_reconstruct_command(Cli& cli) {
   cli.option(cmd, "--recon-weights", "reconstruct.recon_weights",
              "ReconNet weights: geometry from the network instead of the landmark fit (BFM-layout --model)");
   cli.option(cmd, "--lpips-vgg", "reconstruct.lpips_vgg", "NVIDIA's vgg16.pt (TorchScript); without it LPIPS is off");
+  cli.option(cmd, "--lpips-batch", "reconstruct.lpips_batch",
+             "Images per VGG16 pass of LPIPS (its activations: ~3.5 GB per 1024^2 image; same result)", "8");
   cli.option(cmd, "--id-weight", "reconstruct.id_weight",
              "Identity term weight: W * (1 - cos) of dlib ResNet descriptors of the chips (0 = off)", "0");
   cli.option(cmd, "--face-api", "reconstruct.face_api",

@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -247,7 +248,8 @@ class Reconstructor {
       try {
         vgg_ = std::make_unique<torch::jit::Module>(torch::jit::load(o.lpips_vgg.string(), device_));
       } catch (const c10::Error& e) {
-        throw DataError(fmt::format("{}: not a TorchScript module: {}", o.lpips_vgg.string(), e.what_without_backtrace()));
+        throw DataError(
+            fmt::format("{}: not a TorchScript module: {}", o.lpips_vgg.string(), e.what_without_backtrace()));
       }
       vgg_->eval();
       // A loaded TorchScript module's parameters require grad as saved (vgg16.pt's do): left so, every step's
@@ -384,6 +386,33 @@ class Reconstructor {
     return vgg_->get_method("forward")(in, kw).toTensor();
   }
 
+  // The targets' LPIPS features, lpips_batch images per VGG16 pass.
+  at::Tensor target_lpips_features(const at::Tensor& target) {
+    at::NoGradGuard ng;
+    std::vector<at::Tensor> f;
+    for (int64_t b0 = 0; b0 < target.size(0); b0 += o_.lpips_batch) {
+      f.push_back(lpips_features(target.narrow(0, b0, std::min<int64_t>(o_.lpips_batch, target.size(0) - b0))));
+    }
+    return at::cat(f);
+  }
+
+  // Each image's LPIPS distance [B] (no graph) and, in `synth_grad`, the gradient of their sum with respect to
+  // `synth`. VGG16 runs forward and backward lpips_batch images at a time, so its activations (about 3.5 GB per 1024²
+  // image in float32) are held for one chunk, not the batch; the images' distances are independent, so the gradient
+  // is the one-pass gradient up to rounding. The caller backpropagates synth_grad through the renderer and G.
+  at::Tensor lpips_distance(const at::Tensor& synth, const at::Tensor& target_feat, at::Tensor& synth_grad) {
+    std::vector<at::Tensor> dist, grad;
+    for (int64_t b0 = 0; b0 < synth.size(0); b0 += o_.lpips_batch) {
+      const int64_t b = std::min<int64_t>(o_.lpips_batch, synth.size(0) - b0);
+      const at::Tensor x = synth.narrow(0, b0, b).detach().set_requires_grad(true);
+      const at::Tensor d = (target_feat.narrow(0, b0, b) - lpips_features(x)).square().sum(1);
+      grad.push_back(torch::autograd::grad({d.sum()}, {x})[0]);
+      dist.push_back(d.detach());
+    }
+    synth_grad = at::cat(grad);
+    return at::cat(dist);
+  }
+
   struct Projection {
     at::Tensor texture;  // [B, 3, T, T] 0-255
     at::Tensor w;        // [B, w_dim]
@@ -422,11 +451,7 @@ class Reconstructor {
     // The geometry is fixed during the projection: pose, rasterisation and each pixel's UV position once per batch;
     // every step only samples the new textures.
     const f3::UvSampling view = renderer_.sampling(coeffs, boxes, o_.crop_resolution);
-    at::Tensor target_feat;
-    if (vgg_) {
-      at::NoGradGuard ng;
-      target_feat = lpips_features(target);
-    }
+    const at::Tensor target_feat = vgg_ ? target_lpips_features(target) : at::Tensor();
     at::Tensor chip_maps, target_desc;
     if (id_net_) {
       std::vector<at::Tensor> maps;
@@ -456,7 +481,8 @@ class Reconstructor {
       const f3::Rendered r = f3::sample_uv_texture(T, view);
       const at::Tensor synth = target * (1 - r.mask) + r.mask * r.rgb;
       at::Tensor loss_i = s.l1_weight * (synth - target).abs().mean({1, 2, 3});
-      if (vgg_) loss_i = loss_i + (target_feat - lpips_features(synth)).square().sum(1);
+      at::Tensor lpips_dist, lpips_grad;
+      if (vgg_) lpips_dist = lpips_distance(synth, target_feat, lpips_grad);
       if (id_net_) {
         const at::Tensor desc = id_net_->descriptor_differentiable(id_chips(synth, chip_maps));
         loss_i = loss_i + o_.id_weight * (1 - at::cosine_similarity(desc, target_desc, 1));
@@ -465,7 +491,12 @@ class Reconstructor {
       for (const auto& n : noise) reg = reg + noise_regularizer(n);
       loss_i = loss_i + s.regularize_noise_weight * reg;
       for (const auto& p : params) p.mutable_grad() = at::Tensor();
-      loss_i.sum().backward();
+      if (vgg_) {  // the other terms and LPIPS's gradient at synth, in one backward through the renderer and G
+        torch::autograd::backward({loss_i.sum(), synth}, {at::ones({}, loss_i.options()), lpips_grad});
+        loss_i = loss_i.detach() + lpips_dist;
+      } else {
+        loss_i.sum().backward();
+      }
       {
         at::NoGradGuard ng;
         const double bc1 = 1 - std::pow(b1, step + 1), bc2 = 1 - std::pow(b2, step + 1);
@@ -597,6 +628,7 @@ class Reconstructor {
           {"crop_resolution", o_.crop_resolution},
           {"batch", o_.batch},
           {"modconv", modconv_path_name(o_.modconv)},
+          {"lpips_batch", o_.lpips_batch},
           {"seed", o_.seed},
           {"device", o_.device}}},
         {"seconds", seconds},
@@ -674,6 +706,7 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
   auto& log = log::get("reconstruct");
   register_reconstruct_metrics();
   FACETEX_CHECK_USAGE(o.batch >= 1, "--batch must be >= 1");
+  FACETEX_CHECK_USAGE(o.lpips_batch >= 1, "--lpips-batch must be >= 1");
   FACETEX_CHECK_USAGE(o.schedule.steps >= 1 && o.schedule.w_avg_samples >= 2, "--steps must be >= 1");
   FACETEX_CHECK_USAGE(o.crop_resolution >= 16, "--crop-resolution must be >= 16");
   FACETEX_CHECK_USAGE(static_cast<bool>(o.landmarks.make), "reconstruct: no landmark source");

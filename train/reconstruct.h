@@ -87,6 +87,9 @@ struct ReconstructOptions {
   int64_t max_pixels = 64'000'000;    // larger images (by their header) are bad_input before decoding
   std::filesystem::path recon_weights;
   std::filesystem::path lpips_vgg;    // NVIDIA's vgg16.pt; empty: LPIPS off (said in the log and result.json)
+  // Images per VGG16 pass of the LPIPS term: its activations take about 3.5 GB per 1024² image (float32), so a batch
+  // of 32 would need over 100 GB at once; forward and backward run per chunk instead (same gradient up to rounding).
+  int lpips_batch = 8;
   models::face3d::MorphableModel model;
   std::string model_name;
   LandmarkProvider landmarks;         // dlib_landmark_provider(...)

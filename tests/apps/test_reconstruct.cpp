@@ -318,6 +318,31 @@ torch.jit.script(Stub()).save(sys.argv[1])
   const json res = json::parse(test::read_bytes(dir / "out" / "a" / "result.json"));
   EXPECT_EQ(res["lpips"], (dir / "vgg16.pt").string());
   EXPECT_TRUE(std::isfinite(res["scores"]["final_loss"].get<double>()));
+  // VGG16 in chunks (--lpips-batch: forward and backward per chunk, the gradient at the images summed into one
+  // backward through G) is the one-pass projection up to rounding: a batch of 2 in chunks of 1 and of 2.
+  fs::copy_file(face("2008_001322.jpg"), in / "b.jpg");
+  const std::string vgg = "--lpips-vgg " + (dir / "vgg16.pt").string() + " --batch 2 --seed 3 ";
+  r = run_facetex(common_args(in, dir / "chunk1", vgg + "--lpips-batch 1"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = run_facetex(common_args(in, dir / "chunk2", vgg + "--lpips-batch 2"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (const char* name : {"a", "b"}) {
+    const json a = json::parse(test::read_bytes(dir / "chunk1" / name / "result.json"));
+    const json b = json::parse(test::read_bytes(dir / "chunk2" / name / "result.json"));
+    EXPECT_EQ(a["settings"]["lpips_batch"], 1);
+    EXPECT_EQ(b["settings"]["lpips_batch"], 2);
+    const auto wa = a["w"].get<std::vector<double>>(), wb = b["w"].get<std::vector<double>>();
+    ASSERT_EQ(wa.size(), wb.size());
+    double max_dw = 0;
+    for (size_t i = 0; i < wa.size(); ++i) max_dw = std::max(max_dw, std::abs(wa[i] - wb[i]));
+    EXPECT_LT(max_dw, 1e-4) << name;
+    EXPECT_NEAR(a["scores"]["final_loss"].get<double>(), b["scores"]["final_loss"].get<double>(),
+                1e-4 * std::abs(b["scores"]["final_loss"].get<double>()))
+        << name;
+  }
+  r = run_facetex(common_args(in, dir / "chunk0", vgg + "--lpips-batch 0"));
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("--lpips-batch"), std::string::npos) << r.err;
   // A missing file is a data error (exit 3) naming it.
   r = run_facetex(common_args(in, dir / "out2", "--lpips-vgg " + (dir / "nope.pt").string()));
   EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
