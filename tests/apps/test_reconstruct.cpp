@@ -354,6 +354,34 @@ torch.jit.script(Stub()).save(sys.argv[1])
   EXPECT_NE(r.err.find("garbage.pt: not a TorchScript module"), std::string::npos) << r.err;
 }
 
+// tools/make_lpips_standin.py (the benches' random-weight vgg16.pt, for cost) loads and runs through the real call:
+// the full VGG16 on the crop, its weights frozen, chunked.
+TEST(Reconstruct, LpipsStandInRuns) {
+  FACETEX_REQUIRE_ASSETS();
+  const std::string python = "/usr/bin/python3";
+  if (test::run_command(python + " -c 'import torch'").exit_code != 0) GTEST_SKIP() << "no python3-torch";
+  const char* src = std::getenv("FACETEX_SOURCE_DIR");  // set by ctest
+  if (!src) GTEST_SKIP() << "FACETEX_SOURCE_DIR not set";
+  test::TempDir dir;
+  const fs::path tool = fs::path(src) / "tools" / "make_lpips_standin.py";
+  auto r = test::run_command(python + " " + tool.string() + " " + (dir / "vgg16.pt").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("14.7 M random parameters"), std::string::npos) << r.out;
+  const fs::path in = dir / "in";
+  fs::create_directories(in);
+  fs::copy_file(face("2008_002079.jpg"), in / "a.jpg");
+  fs::copy_file(face("2008_001322.jpg"), in / "b.jpg");
+  r = run_facetex(common_args(in, dir / "out",
+                              "--lpips-vgg " + (dir / "vgg16.pt").string() + " --batch 2 --lpips-batch 1", 2));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (const char* name : {"a", "b"}) {
+    const json res = json::parse(test::read_bytes(dir / "out" / name / "result.json"));
+    EXPECT_EQ(res["lpips"], (dir / "vgg16.pt").string());
+    EXPECT_TRUE(std::isfinite(res["scores"]["final_loss"].get<double>()));
+    EXPECT_GT(res["scores"]["final_loss"].get<double>(), 0.0);
+  }
+}
+
 // --inputs may be a packed dataset: rows by key, the same statuses and outputs.
 TEST(Reconstruct, PackedShardsAsInputs) {
   FACETEX_REQUIRE_ASSETS();
