@@ -255,7 +255,9 @@ class Reconstructor {
       // A loaded TorchScript module's parameters require grad as saved (vgg16.pt's do): left so, every step's
       // backward would also compute and accumulate VGG16's weight gradients at the crop resolution, about a third
       // of the network's backward, for nothing. Only the gradient to the image is needed.
-      for (at::Tensor p : vgg_->parameters()) p.set_requires_grad(false);
+      if (!o.public_baseline) {
+        for (at::Tensor p : vgg_->parameters()) p.set_requires_grad(false);
+      }
     }
     // One landmark source per I/O worker (dlib's detector and predictor are not shared between threads). The first
     // is made here, so that a broken predictor stops the job before any work instead of failing every photo; the
@@ -269,24 +271,7 @@ class Reconstructor {
       id_net_ = std::make_unique<models::aux::DlibFaceResNet>(manifest, device_);
       id_manifest_ = manifest;
     }
-    // W statistics (spec §7.1 step 1): the mean and spread of mapped latents with truncation.
-    {
-      at::NoGradGuard ng;
-      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.schedule.w_stats_seed);
-      const int64_t n = o.schedule.w_avg_samples, zdim = G_->config().z_dim;
-      at::Tensor sum;
-      std::vector<at::Tensor> ws;
-      for (int64_t b0 = 0; b0 < n; b0 += 1000) {
-        const int64_t b = std::min<int64_t>(1000, n - b0);
-        const at::Tensor z = at::randn({b, zdim}, gen, at::TensorOptions().dtype(at::kFloat)).to(device_);
-        sg::Truncation tr;
-        tr.psi = o.schedule.truncation_psi;
-        ws.push_back(G_->mapping->forward(z, tr, /*skip_w_avg_update=*/true).select(1, 0).to(at::kDouble));
-      }
-      const at::Tensor w = at::cat(ws);
-      w_avg_ = w.mean(0, true).to(at::kFloat);                                        // [1, w_dim]
-      w_std_ = std::sqrt((w - w.mean(0, true)).square().sum().item<double>() / double(n));
-    }
+    compute_w_stats();
     log.info("projector: G {}x{} texture, {} ws, {} noise maps; w_std {:.4f}; LPIPS {}; geometry {}",
              G_->config().img_resolution, G_->config().img_resolution, G_->num_ws(), noise_layers_.size(), w_std_,
              vgg_ ? "on (" + o.lpips_vgg.string() + ")" : std::string("OFF (no --lpips-vgg): loss = L1 + noise reg"),
@@ -294,6 +279,24 @@ class Reconstructor {
   }
 
   bool lpips() const { return vgg_ != nullptr; }
+
+  // W statistics (spec §7.1 step 1): the mean and spread of mapped latents with truncation.
+  void compute_w_stats() {
+    at::NoGradGuard ng;
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o_.schedule.w_stats_seed);
+    const int64_t n = o_.schedule.w_avg_samples, zdim = G_->config().z_dim;
+    std::vector<at::Tensor> ws;
+    for (int64_t b0 = 0; b0 < n; b0 += 1000) {
+      const int64_t b = std::min<int64_t>(1000, n - b0);
+      const at::Tensor z = at::randn({b, zdim}, gen, at::TensorOptions().dtype(at::kFloat)).to(device_);
+      sg::Truncation tr;
+      tr.psi = o_.schedule.truncation_psi;
+      ws.push_back(G_->mapping->forward(z, tr, /*skip_w_avg_update=*/true).select(1, 0).to(at::kDouble));
+    }
+    const at::Tensor w = at::cat(ws);
+    w_avg_ = w.mean(0, true).to(at::kFloat);  // [1, w_dim]
+    w_std_ = std::sqrt((w - w.mean(0, true)).square().sum().item<double>() / double(n));
+  }
   static constexpr int kChip = models::aux::DlibFaceResNet::kChipSize;
 
   // The identity chips [B, 3, 150, 150] of crop-frame images [B, 3, Rc, Rc] (differentiable).
@@ -422,6 +425,7 @@ class Reconstructor {
   Projection project(const std::vector<Prepared>& items) {
     const int64_t B = static_cast<int64_t>(items.size());
     const ProjectorSchedule& s = o_.schedule;
+    if (o_.public_baseline) compute_w_stats();  // the public projector computes them for every photo
     const auto fopt = at::TensorOptions().dtype(at::kFloat);
     std::vector<at::Generator> gens;
     for (const auto& p : items) gens.push_back(item_generator(o_.seed, p.item.index));
@@ -450,7 +454,9 @@ class Reconstructor {
     const at::Tensor boxes = crop_frame_boxes(B).to(device_);
     // The geometry is fixed during the projection: pose, rasterisation and each pixel's UV position once per batch;
     // every step only samples the new textures.
-    const f3::UvSampling view = renderer_.sampling(coeffs, boxes, o_.crop_resolution);
+    // (The public baseline rasterises every step, as the public projector's renderer does.)
+    const f3::UvSampling view =
+        o_.public_baseline ? f3::UvSampling() : renderer_.sampling(coeffs, boxes, o_.crop_resolution);
     const at::Tensor target_feat = vgg_ ? target_lpips_features(target) : at::Tensor();
     at::Tensor chip_maps, target_desc;
     if (id_net_) {
@@ -478,7 +484,8 @@ class Reconstructor {
       const at::Tensor w_noise = at::cat(wn).to(fopt.device(device_), /*non_blocking=*/true) * wns;
       const at::Tensor ws = (w_opt + w_noise).unsqueeze(1).expand({B, num_ws, wdim});
       const at::Tensor T = (G_->synthesis->forward(ws, so) + 1) * (255.0 / 2);
-      const f3::Rendered r = f3::sample_uv_texture(T, view);
+      const f3::Rendered r = o_.public_baseline ? renderer_.render(T, coeffs, boxes, o_.crop_resolution)
+                                                : f3::sample_uv_texture(T, view);
       const at::Tensor synth = target * (1 - r.mask) + r.mask * r.rgb;
       at::Tensor loss_i = s.l1_weight * (synth - target).abs().mean({1, 2, 3});
       at::Tensor lpips_dist, lpips_grad;
@@ -707,6 +714,7 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
   register_reconstruct_metrics();
   FACETEX_CHECK_USAGE(o.batch >= 1, "--batch must be >= 1");
   FACETEX_CHECK_USAGE(o.lpips_batch >= 1, "--lpips-batch must be >= 1");
+  FACETEX_CHECK_USAGE(!o.public_baseline || o.batch == 1, "the public-projector baseline projects one photo at a time");
   FACETEX_CHECK_USAGE(o.schedule.steps >= 1 && o.schedule.w_avg_samples >= 2, "--steps must be >= 1");
   FACETEX_CHECK_USAGE(o.crop_resolution >= 16, "--crop-resolution must be >= 16");
   FACETEX_CHECK_USAGE(static_cast<bool>(o.landmarks.make), "reconstruct: no landmark source");

@@ -103,6 +103,13 @@ struct ReconstructOptions {
   // the manifest itself; UsageError when id_weight > 0 and it is missing.
   double id_weight = 0;
   std::filesystem::path face_api;
+  // Benchmark baseline, not a user setting (bench_reconstruct's first row; requires batch 1): redo what the public
+  // projector (texture_projector.project, spec §7.1) redoes for every photo or step and this code does once —
+  // the w statistics (w_avg_samples mapped latents) per photo, the geometry rasterised every step instead of once per
+  // photo, and VGG16's weight gradients computed every step (its loaded weights left requiring grad). Outputs are
+  // the same up to rounding; only the cost differs. Not emulated (so the baseline is, if anything, too fast): the
+  // public code also reloads VGG16, ReconNet, MTCNN and the face model and copies G for every photo.
+  bool public_baseline = false;
 };
 
 // The face-recognition manifest that `face_api` names (a folder or the file), or empty when there is none.

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "core/atomic_file.h"
+#include "core/error.h"
 #include "data/image_codec.h"
 #include "models/aux/dlib_face_chip.h"
 #include "models/aux/dlib_face_resnet.h"
@@ -458,6 +459,50 @@ TEST(Reconstruct, ShardRowsWithLandmarksFromTheirAnnotations) {
   ASSERT_EQ(m.size(), 1u);
   EXPECT_NE(m.begin()->second["message"].get<std::string>().find("need a packed dataset"), std::string::npos)
       << m.begin()->second.dump();
+}
+
+// bench_reconstruct's public-approach row (ReconstructOptions::public_baseline: w statistics per photo, the geometry
+// rasterised every step) does the public projector's work for the same result: its outputs are byte for byte those
+// of the ordinary one-photo run. It projects one photo at a time only.
+TEST(Reconstruct, PublicBaselineRedoesTheWorkForTheSameResult) {
+  test::TempDir dir;
+  train::SyntheticWorldOptions wo;
+  wo.out = dir / "world";
+  wo.count = 2;
+  wo.resolution = 64;
+  train::write_synthetic_world(wo);
+  train::ReconstructOptions o;
+  o.checkpoint = checkpoint();
+  o.inputs = dir / "world" / "shards";
+  o.schedule.steps = 3;
+  o.schedule.w_avg_samples = 64;
+  o.crop_resolution = 64;
+  o.model = train::load_world_model(dir / "world");
+  o.model_name = "synthetic world";
+  o.landmarks = train::annotation_landmark_provider(o.model);
+  o.out = dir / "ours";
+  ASSERT_EQ(train::reconstruct(o).ok, 2);
+  o.out = dir / "public";
+  o.public_baseline = true;
+  ASSERT_EQ(train::reconstruct(o).ok, 2);
+  int files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir / "ours")) {
+    const fs::path rel = fs::relative(e.path(), dir / "ours");
+    if (!e.is_regular_file() || rel.extension() == ".json" || rel.extension() == ".jsonl") continue;
+    EXPECT_EQ(test::read_bytes(e.path()), test::read_bytes(dir / "public" / rel)) << rel;
+    ++files;
+  }
+  EXPECT_GE(files, 20);
+  for (const auto& e : fs::directory_iterator(dir / "ours")) {
+    if (!e.is_directory()) continue;
+    const json a = json::parse(test::read_bytes(e.path() / "result.json"));
+    const json b = json::parse(test::read_bytes(dir / "public" / e.path().filename() / "result.json"));
+    EXPECT_EQ(a["w"], b["w"]);
+    EXPECT_EQ(a["scores"], b["scores"]);
+  }
+  o.batch = 2;
+  o.out = dir / "public2";
+  EXPECT_THROW(train::reconstruct(o), UsageError);
 }
 
 TEST(Reconstruct, PartsAreDisjointAndCoverTheInputs) {
