@@ -255,7 +255,7 @@ class Reconstructor {
       // A loaded TorchScript module's parameters require grad as saved (vgg16.pt's do): left so, every step's
       // backward would also compute and accumulate VGG16's weight gradients at the crop resolution, about a third
       // of the network's backward, for nothing. Only the gradient to the image is needed.
-      if (!o.public_baseline) {
+      if (!o.public_baseline) {  // (the chunked LPIPS backward asks for the image gradient only, too)
         for (at::Tensor p : vgg_->parameters()) p.set_requires_grad(false);
       }
     }
@@ -488,8 +488,12 @@ class Reconstructor {
                                                 : f3::sample_uv_texture(T, view);
       const at::Tensor synth = target * (1 - r.mask) + r.mask * r.rgb;
       at::Tensor loss_i = s.l1_weight * (synth - target).abs().mean({1, 2, 3});
+      // LPIPS: VGG16 in chunks with its own backward to the composites (lpips_distance: only the image gradient is
+      // computed), or — the public baseline — in the one graph, whose backward also reaches VGG16's weights.
+      const bool lpips_chunks = vgg_ && !o_.public_baseline;
       at::Tensor lpips_dist, lpips_grad;
-      if (vgg_) lpips_dist = lpips_distance(synth, target_feat, lpips_grad);
+      if (lpips_chunks) lpips_dist = lpips_distance(synth, target_feat, lpips_grad);
+      if (vgg_ && !lpips_chunks) loss_i = loss_i + (target_feat - lpips_features(synth)).square().sum(1);
       if (id_net_) {
         const at::Tensor desc = id_net_->descriptor_differentiable(id_chips(synth, chip_maps));
         loss_i = loss_i + o_.id_weight * (1 - at::cosine_similarity(desc, target_desc, 1));
@@ -498,7 +502,7 @@ class Reconstructor {
       for (const auto& n : noise) reg = reg + noise_regularizer(n);
       loss_i = loss_i + s.regularize_noise_weight * reg;
       for (const auto& p : params) p.mutable_grad() = at::Tensor();
-      if (vgg_) {  // the other terms and LPIPS's gradient at synth, in one backward through the renderer and G
+      if (lpips_chunks) {  // the other terms and LPIPS's gradient at synth, in one backward through renderer and G
         torch::autograd::backward({loss_i.sum(), synth}, {at::ones({}, loss_i.options()), lpips_grad});
         loss_i = loss_i.detach() + lpips_dist;
       } else {

@@ -17,8 +17,9 @@
 #   recon    bench_reconstruct at 1024² (1024² texture, config-F channels, W 512; 32 synthetic 256² renders with
 #            their annotations as landmarks; G with FP16 on its top 4 resolutions as a trained checkpoint, TF32 allowed
 #            as in the public projector; LPIPS with a random-weight stand-in of vgg16.pt, tools/make_lpips_standin.py):
-#            images/h at batch 1 vs 32 (split and grouped modulated convolutions); then `facetex reconstruct` itself
-#            (batch 8) on the bench's world and generator, for its exit status.
+#            images/h of the public approach (one photo at a time with the public projector's per-photo and per-step
+#            work), of batch 1 and of batch 32 (split and grouped modulated convolutions), and the ratios; then
+#            `facetex reconstruct` itself (batch 8) on the bench's world and generator, for its exit status.
 #   texture  bench_train_step, paper networks at 256², both background modes: step img/s and where the time goes.
 #   image    `facetex train --preset stylegan2-256` (image mode, config F, batch 32, ADA) on a 256² synthetic world
 #            for 3 ticks of 1 kimg: sec/kimg per tick from log.txt (the public implementation: ~11.8 on one H100);
@@ -171,7 +172,7 @@ measure() {
     run bench_render 120 "$B/bench/bench_render" && log bench_render | tee -a "$SUMMARY"
   fi
   if wants recon; then
-    step "recon: reconstructed images per hour, batch 1 vs 32, 1024²"
+    step "recon: reconstructed images per hour, public approach vs batch 1 vs 32, 1024²"
     # Synthetic renders with their exact annotations as landmarks: the GPU machine has no dlib assets.
     # G as a trained paper1024 checkpoint has it (FP16 on the top 4 resolutions, conv_clamp 256), and LibTorch's
     # default numerics (TF32 allowed in cuDNN convolutions), as the public projector runs: no NVIDIA_TF32_OVERRIDE.

@@ -410,27 +410,34 @@ TEST(Reconstruct, PackedShardsAsInputs) {
   EXPECT_GE(ok, 1) << r.out;
 }
 
+// A synthetic world of `count` 64² renders at `world`, and a job on its shards: landmarks from their annotations,
+// the world's own face model, `steps` steps on a 64² crop (no assets needed).
+train::ReconstructOptions world_job(const fs::path& world, int count, int steps) {
+  train::SyntheticWorldOptions wo;
+  wo.out = world;
+  wo.count = count;
+  wo.resolution = 64;
+  train::write_synthetic_world(wo);
+  train::ReconstructOptions o;
+  o.checkpoint = checkpoint();
+  o.inputs = world / "shards";
+  o.schedule.steps = steps;
+  o.schedule.w_avg_samples = 64;
+  o.crop_resolution = 64;
+  o.model = train::load_world_model(world);
+  o.model_name = "synthetic world";
+  o.landmarks = train::annotation_landmark_provider(o.model);
+  return o;
+}
+
 // The library path with a packed dataset and landmarks from its own annotations (a synthetic world: exact geometry,
 // no detector) reconstructs every row — the reconstructor hands each shard row to the landmark source (it once passed
 // no shard, and the annotation source crashed). Folder inputs with that source are a usage error, not a crash.
 TEST(Reconstruct, ShardRowsWithLandmarksFromTheirAnnotations) {
   test::TempDir dir;
-  train::SyntheticWorldOptions wo;
-  wo.out = dir / "world";
-  wo.count = 3;
-  wo.resolution = 64;
-  train::write_synthetic_world(wo);
-  train::ReconstructOptions o;
-  o.checkpoint = checkpoint();
-  o.inputs = dir / "world" / "shards";
+  train::ReconstructOptions o = world_job(dir / "world", 3, 2);
   o.out = dir / "out";
   o.batch = 2;
-  o.schedule.steps = 2;
-  o.schedule.w_avg_samples = 64;
-  o.crop_resolution = 64;
-  o.model = train::load_world_model(dir / "world");
-  o.model_name = "synthetic world";
-  o.landmarks = train::annotation_landmark_provider(o.model);
   const train::ReconstructResult r = train::reconstruct(o);
   EXPECT_EQ(r.ok, 3);
   EXPECT_EQ(r.no_face + r.bad_input + r.error, 0);
@@ -466,20 +473,7 @@ TEST(Reconstruct, ShardRowsWithLandmarksFromTheirAnnotations) {
 // of the ordinary one-photo run. It projects one photo at a time only.
 TEST(Reconstruct, PublicBaselineRedoesTheWorkForTheSameResult) {
   test::TempDir dir;
-  train::SyntheticWorldOptions wo;
-  wo.out = dir / "world";
-  wo.count = 2;
-  wo.resolution = 64;
-  train::write_synthetic_world(wo);
-  train::ReconstructOptions o;
-  o.checkpoint = checkpoint();
-  o.inputs = dir / "world" / "shards";
-  o.schedule.steps = 3;
-  o.schedule.w_avg_samples = 64;
-  o.crop_resolution = 64;
-  o.model = train::load_world_model(dir / "world");
-  o.model_name = "synthetic world";
-  o.landmarks = train::annotation_landmark_provider(o.model);
+  train::ReconstructOptions o = world_job(dir / "world", 2, 3);
   o.out = dir / "ours";
   ASSERT_EQ(train::reconstruct(o).ok, 2);
   o.out = dir / "public";
