@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/autograd.h>
-#include <torch/script.h>
 
 #include <algorithm>
 #include <chrono>
@@ -39,6 +38,7 @@
 #include "models/weights/weight_file.h"
 #include "monitoring/metrics.h"
 #include "train/face_renderer.h"
+#include "train/lpips_term.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -242,22 +242,10 @@ class Reconstructor {
       if (layer && layer->noise_const.defined()) noise_layers_.push_back(layer);
     }
     if (!o.recon_weights.empty()) recon_ = models::aux::load_recon_net(o.recon_weights);
+    // VGG16's weights frozen, except for the public baseline: a loaded TorchScript module's parameters require grad
+    // as saved (vgg16.pt's do), and the public projector's one backward computes their gradients every step.
     if (!o.lpips_vgg.empty()) {
-      FACETEX_CHECK_DATA(fs::is_regular_file(o.lpips_vgg), "{}: LPIPS VGG16 TorchScript file not found",
-                         o.lpips_vgg.string());
-      try {
-        vgg_ = std::make_unique<torch::jit::Module>(torch::jit::load(o.lpips_vgg.string(), device_));
-      } catch (const c10::Error& e) {
-        throw DataError(
-            fmt::format("{}: not a TorchScript module: {}", o.lpips_vgg.string(), e.what_without_backtrace()));
-      }
-      vgg_->eval();
-      // A loaded TorchScript module's parameters require grad as saved (vgg16.pt's do): left so, every step's
-      // backward would also compute and accumulate VGG16's weight gradients at the crop resolution, about a third
-      // of the network's backward, for nothing. Only the gradient to the image is needed.
-      if (!o.public_baseline) {  // (the chunked LPIPS backward asks for the image gradient only, too)
-        for (at::Tensor p : vgg_->parameters()) p.set_requires_grad(false);
-      }
+      lpips_ = std::make_unique<LpipsTerm>(o.lpips_vgg, device_, o.lpips_batch, /*freeze_weights=*/!o.public_baseline);
     }
     // One landmark source per I/O worker (dlib's detector and predictor are not shared between threads). The first
     // is made here, so that a broken predictor stops the job before any work instead of failing every photo; the
@@ -274,11 +262,11 @@ class Reconstructor {
     compute_w_stats();
     log.info("projector: G {}x{} texture, {} ws, {} noise maps; w_std {:.4f}; LPIPS {}; geometry {}",
              G_->config().img_resolution, G_->config().img_resolution, G_->num_ws(), noise_layers_.size(), w_std_,
-             vgg_ ? "on (" + o.lpips_vgg.string() + ")" : std::string("OFF (no --lpips-vgg): loss = L1 + noise reg"),
+             lpips_ ? "on (" + o.lpips_vgg.string() + ")" : std::string("OFF (no --lpips-vgg): loss = L1 + noise reg"),
              recon_ ? "ReconNet" : "landmark fit");
   }
 
-  bool lpips() const { return vgg_ != nullptr; }
+  bool lpips() const { return lpips_ != nullptr; }
 
   // W statistics (spec §7.1 step 1): the mean and spread of mapped latents with truncation.
   void compute_w_stats() {
@@ -383,39 +371,6 @@ class Reconstructor {
     return at::tensor({0.0f, 0.0f, float(o_.fit.camera.crop.rescale_factor * k)}).view({1, 3}).repeat({b, 1});
   }
 
-  at::Tensor lpips_features(const at::Tensor& img) {
-    std::vector<torch::jit::IValue> in{img};
-    std::unordered_map<std::string, torch::jit::IValue> kw{{"resize_images", false}, {"return_lpips", true}};
-    return vgg_->get_method("forward")(in, kw).toTensor();
-  }
-
-  // The targets' LPIPS features, lpips_batch images per VGG16 pass.
-  at::Tensor target_lpips_features(const at::Tensor& target) {
-    at::NoGradGuard ng;
-    std::vector<at::Tensor> f;
-    for (int64_t b0 = 0; b0 < target.size(0); b0 += o_.lpips_batch) {
-      f.push_back(lpips_features(target.narrow(0, b0, std::min<int64_t>(o_.lpips_batch, target.size(0) - b0))));
-    }
-    return at::cat(f);
-  }
-
-  // Each image's LPIPS distance [B] (no graph) and, in `synth_grad`, the gradient of their sum with respect to
-  // `synth`. VGG16 runs forward and backward lpips_batch images at a time, so its activations (about 3.5 GB per 1024²
-  // image in float32) are held for one chunk, not the batch; the images' distances are independent, so the gradient
-  // is the one-pass gradient up to rounding. The caller backpropagates synth_grad through the renderer and G.
-  at::Tensor lpips_distance(const at::Tensor& synth, const at::Tensor& target_feat, at::Tensor& synth_grad) {
-    std::vector<at::Tensor> dist, grad;
-    for (int64_t b0 = 0; b0 < synth.size(0); b0 += o_.lpips_batch) {
-      const int64_t b = std::min<int64_t>(o_.lpips_batch, synth.size(0) - b0);
-      const at::Tensor x = synth.narrow(0, b0, b).detach().set_requires_grad(true);
-      const at::Tensor d = (target_feat.narrow(0, b0, b) - lpips_features(x)).square().sum(1);
-      grad.push_back(torch::autograd::grad({d.sum()}, {x})[0]);
-      dist.push_back(d.detach());
-    }
-    synth_grad = at::cat(grad);
-    return at::cat(dist);
-  }
-
   struct Projection {
     at::Tensor texture;  // [B, 3, T, T] 0-255
     at::Tensor w;        // [B, w_dim]
@@ -457,7 +412,7 @@ class Reconstructor {
     // (The public baseline rasterises every step, as the public projector's renderer does.)
     const f3::UvSampling view =
         o_.public_baseline ? f3::UvSampling() : renderer_.sampling(coeffs, boxes, o_.crop_resolution);
-    const at::Tensor target_feat = vgg_ ? target_lpips_features(target) : at::Tensor();
+    const at::Tensor target_feat = lpips_ ? lpips_->target_features(target) : at::Tensor();
     at::Tensor chip_maps, target_desc;
     if (id_net_) {
       std::vector<at::Tensor> maps;
@@ -488,12 +443,12 @@ class Reconstructor {
                                                 : f3::sample_uv_texture(T, view);
       const at::Tensor synth = target * (1 - r.mask) + r.mask * r.rgb;
       at::Tensor loss_i = s.l1_weight * (synth - target).abs().mean({1, 2, 3});
-      // LPIPS: VGG16 in chunks with its own backward to the composites (lpips_distance: only the image gradient is
-      // computed), or — the public baseline — in the one graph, whose backward also reaches VGG16's weights.
-      const bool lpips_chunks = vgg_ && !o_.public_baseline;
+      // LPIPS: VGG16 in chunks with its own backward to the composites (only the image gradient is computed), or —
+      // the public baseline — in the one graph, whose backward also reaches VGG16's weights.
+      const bool lpips_chunks = lpips_ && !o_.public_baseline;
       at::Tensor lpips_dist, lpips_grad;
-      if (lpips_chunks) lpips_dist = lpips_distance(synth, target_feat, lpips_grad);
-      if (vgg_ && !lpips_chunks) loss_i = loss_i + (target_feat - lpips_features(synth)).square().sum(1);
+      if (lpips_chunks) lpips_dist = lpips_->distance_with_gradient(synth, target_feat, lpips_grad);
+      if (lpips_ && !lpips_chunks) loss_i = loss_i + lpips_->distance(synth, target_feat);
       if (id_net_) {
         const at::Tensor desc = id_net_->descriptor_differentiable(id_chips(synth, chip_maps));
         loss_i = loss_i + o_.id_weight * (1 - at::cosine_similarity(desc, target_desc, 1));
@@ -614,7 +569,8 @@ class Reconstructor {
         {"index", p.item.index},
         {"image_size", {W, H}},
         {"scores", scores},
-        {"lpips", vgg_ ? json(o_.lpips_vgg.string()) : json("off (no --lpips-vgg given): loss = 0.001*L1 + noise reg")},
+        {"lpips",
+         lpips_ ? json(o_.lpips_vgg.string()) : json("off (no --lpips-vgg given): loss = 0.001*L1 + noise reg")},
         {"identity", identity},
         {"geometry",
          {{"source", recon_ ? "ReconNet " + o_.recon_weights.string() : std::string("dlib landmarks + landmark fit")},
@@ -658,7 +614,7 @@ class Reconstructor {
   std::shared_ptr<sg::Generator> G_;
   std::vector<std::shared_ptr<sg::SynthesisLayer>> noise_layers_;
   std::shared_ptr<models::aux::ReconNet> recon_;
-  std::unique_ptr<torch::jit::Module> vgg_;
+  std::unique_ptr<LpipsTerm> lpips_;
   std::vector<std::unique_ptr<LandmarkSource>> landmarks_;  // one per I/O worker
   std::unique_ptr<models::aux::DlibFaceResNet> id_net_;
   fs::path id_manifest_;
