@@ -141,43 +141,38 @@ int main(int argc, char** argv) {
   // convolutions, batch B with grouped ones (the reference's eval-mode rule applied to a batch) — the last shows what
   // the choice of path is worth.
   struct Row {
-    const char* label;
+    std::string name;
     int batch;
     train::ModconvPath modconv;
     bool public_baseline;
     double rate = 0, proj_rate = 0;
   };
   Row rows[4] = {{"public approach", 1, train::ModconvPath::kAuto, true},
-                 {"batch  1", 1, train::ModconvPath::kAuto, false},
-                 {"batch B split", batch, train::ModconvPath::kSplit, false},
-                 {"batch B grouped", batch, train::ModconvPath::kGrouped, false}};
+                 {"batch 1", 1, train::ModconvPath::kAuto, false},
+                 {fmt::format("batch {} split", batch), batch, train::ModconvPath::kSplit, false},
+                 {fmt::format("batch {} grouped", batch), batch, train::ModconvPath::kGrouped, false}};
   for (Row& row : rows) {
     o.batch = row.batch;
-    o.modconv = row.batch == 1 ? train::ModconvPath::kAuto : row.modconv;
+    o.modconv = row.modconv;
     o.public_baseline = row.public_baseline;
-    const std::string label = row.batch == 1 ? row.label
-                                             : fmt::format("batch {:2d} {}", row.batch,
-                                                           row.modconv == train::ModconvPath::kSplit ? "split" : "grouped");
     o.out = work / fmt::format("out_{}", &row - rows);
     const auto r = train::reconstruct(o);
     row.rate = r.ok / r.seconds * 3600;
     row.proj_rate = r.ok / r.projection_seconds * 3600;
     std::printf("  %-16s: %lld ok, %lld no face, %lld errors; job %.1f s -> %.0f images/hour; projection "
                 "%.1f s -> %.0f images/hour (prepare %.1f s, outputs %.1f s)\n",
-                label.c_str(), static_cast<long long>(r.ok), static_cast<long long>(r.no_face),
+                row.name.c_str(), static_cast<long long>(r.ok), static_cast<long long>(r.no_face),
                 static_cast<long long>(r.error), r.seconds, row.rate, r.projection_seconds, row.proj_rate,
                 r.prepare_seconds, r.output_seconds);
   }
-  // Ratios to the public approach (the measure) and to this code at batch 1 (what batching alone is worth).
-  for (int i = 1; i < 4; ++i) {
-    const std::string label = i == 1 ? "batch 1" : fmt::format("batch {} {}", batch, i == 2 ? "split" : "grouped");
-    std::printf("  %s / public approach: %.2fx images/hour (job), %.2fx (projection)\n", label.c_str(),
-                rows[i].rate / rows[0].rate, rows[i].proj_rate / rows[0].proj_rate);
-  }
-  for (int i = 2; i < 4; ++i) {
-    std::printf("  batch %d %s / batch 1: %.2fx images/hour (job), %.2fx (projection)\n", batch,
-                i == 2 ? "split" : "grouped", rows[i].rate / rows[1].rate, rows[i].proj_rate / rows[1].proj_rate);
-  }
+  // Ratios to the public approach (the measure) and of the batch-B rows to batch 1 (what batching alone is
+  // worth).
+  auto ratio = [&](const Row& row, const Row& base) {
+    std::printf("  %s / %s: %.2fx images/hour (job), %.2fx (projection)\n", row.name.c_str(), base.name.c_str(),
+                row.rate / base.rate, row.proj_rate / base.proj_rate);
+  };
+  for (int i = 1; i < 4; ++i) ratio(rows[i], rows[0]);
+  for (int i = 2; i < 4; ++i) ratio(rows[i], rows[1]);
   if (keep.empty()) fs::remove_all(work);
   return 0;
 }

@@ -17,7 +17,7 @@ namespace facetex::train {
 
 LpipsTerm::LpipsTerm(const fs::path& file, const c10::Device& device, int64_t chunk, bool freeze_weights)
     : chunk_(chunk) {
-  FACETEX_CHECK_USAGE(chunk >= 1, "--lpips-batch must be >= 1, got {}", chunk);
+  FACETEX_CHECK_USAGE(chunk >= 1, "LPIPS: images per VGG16 pass must be >= 1, got {}", chunk);
   FACETEX_CHECK_DATA(fs::is_regular_file(file), "{}: LPIPS VGG16 TorchScript file not found", file.string());
   try {
     vgg_ = std::make_unique<torch::jit::Module>(torch::jit::load(file.string(), device));
