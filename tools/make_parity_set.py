@@ -332,30 +332,27 @@ def case_mapping(out, cfg, src):
 # ----------------------------------------------------------------------------------------------------------------
 # generator_skip_32, generator_fused_vs_nonfused
 
-def build_G(cfg, src_case):
+def build_network(cls, tag, init_kwargs, cfg, src_case):
+    """A reference network: from src_case's parameters (--inputs-from), else seeded and randomised (README 'How
+    parameters were set'). tag is 'G' or 'D'."""
     if src_case is not None:
         kw = json.loads(src_case.attrs['init_kwargs'])
-        G = networks.Generator(**kw)
-        load_params(G, src_case['params/G'])
+        net = cls(**kw)
+        load_params(net, src_case['params/' + tag])
     else:
-        kw = g_init_kwargs(cfg)
-        torch.manual_seed(seed_of(cfg, 'G'))
-        G = networks.Generator(**kw)
-        randomise_params(G, make_gen(seed_of(cfg, 'G') + 500))
-    return G.eval().requires_grad_(True), kw
+        kw = init_kwargs(cfg)
+        torch.manual_seed(seed_of(cfg, tag))
+        net = cls(**kw)
+        randomise_params(net, make_gen(seed_of(cfg, tag) + 500))
+    return net.eval().requires_grad_(True), kw
+
+
+def build_G(cfg, src_case):
+    return build_network(networks.Generator, 'G', g_init_kwargs, cfg, src_case)
 
 
 def build_D(cfg, src_case):
-    if src_case is not None:
-        kw = json.loads(src_case.attrs['init_kwargs'])
-        D = networks.Discriminator(**kw)
-        load_params(D, src_case['params/D'])
-    else:
-        kw = d_init_kwargs(cfg)
-        torch.manual_seed(seed_of(cfg, 'D'))
-        D = networks.Discriminator(**kw)
-        randomise_params(D, make_gen(seed_of(cfg, 'D') + 500))
-    return D.eval().requires_grad_(True), kw
+    return build_network(networks.Discriminator, 'D', d_init_kwargs, cfg, src_case)
 
 
 def case_generator(out, cfg, src, G, kw):
