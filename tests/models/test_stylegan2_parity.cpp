@@ -147,7 +147,7 @@ void expect_param_grads(const std::string& what, hid_t outputs, const std::strin
   std::vector<std::pair<std::string, at::Tensor>> ours;
   for (size_t i = 0; i < params.size(); ++i) ours.emplace_back(params[i].first, grads[i]);
   h5::Id g = h5::open_group(outputs, prefix);
-  const test::GradientSetCheck r = test::compare_gradient_set(g, ours, tol);
+  const test::GradientSetCheck r = test::compare_gradient_set(g, ours, loss.scalar_type(), tol);
   std::fprintf(stderr, "[parity] %-48s %d parameter gradients (%s): set rel L2 = %.2e, worst tensor %.2e (%s)\n",
                what.c_str(), r.tensors, loss.scalar_type() == at::kDouble ? "float64" : "float32", r.set_rel_l2,
                r.worst_rel_l2, r.worst.c_str());

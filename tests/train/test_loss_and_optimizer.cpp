@@ -44,11 +44,12 @@ Nets parity_nets(hid_t group) {
 
 // Gradients accumulated in the module vs <prefix>/<name> (test::compare_gradient_set: a float32 module as one
 // set within `tol`, a float64 one tensor by tensor within the reference's own float32 rounding).
-void expect_grads(torch::nn::Module& m, hid_t outputs, const std::string& prefix, double tol) {
+void expect_grads(torch::nn::Module& m, hid_t outputs, const std::string& prefix, at::ScalarType precision,
+                  double tol) {
   h5::Id g = h5::open_group(outputs, prefix);
   std::vector<std::pair<std::string, at::Tensor>> ours;
   for (auto& p : m.named_parameters(true)) ours.emplace_back(p.key(), p.value().grad());
-  const test::GradientSetCheck r = test::compare_gradient_set(g, ours, tol);
+  const test::GradientSetCheck r = test::compare_gradient_set(g, ours, precision, tol);
   EXPECT_GT(r.tensors, 0) << prefix;
   EXPECT_LE(r.set_rel_l2, tol) << prefix << ": relative L2 error over the set " << r.set_rel_l2 << " (worst tensor "
                                << r.worst << " " << r.worst_rel_l2 << ")";
@@ -102,7 +103,7 @@ TEST_P(StyleGAN2LossParity, EveryPhaseMatchesTheReferenceLossTerms) {
     set_requires_grad(*n.G, c.g);
     set_requires_grad(*n.D, !c.g);
     loss.accumulate_gradients(c.phase, real, z, BatchContext{}, /*gain=*/1.0);
-    expect_grads(c.g ? static_cast<torch::nn::Module&>(*n.G) : *n.D, out, c.prefix, 1e-2);
+    expect_grads(c.g ? static_cast<torch::nn::Module&>(*n.G) : *n.D, out, c.prefix, dtype, 1e-2);
     if (c.phase == Phase::kGreg) {
       // 0.01 x the mean path length, a function of a gradient: float32 within 1e-2 of it (as pl_grads), float64
       // within 1e-9 of the reference's float64 replay.
