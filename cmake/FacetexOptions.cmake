@@ -27,6 +27,14 @@ if(FACETEX_CUDA)
     # Must be set before enable_language(CUDA), or CMake picks nvcc's default (sm_75). nvcc 13 has no sm_70.
     set(CMAKE_CUDA_ARCHITECTURES "80;90")
   endif()
+  # One CUDA runtime per process: LibTorch, NCCL and our kernels must share libcudart.so. CMake's default
+  # (static) links cudart_static into every program that links a library with CUDA sources, beside the
+  # libcudart.so that CUDA::cudart and LibTorch bring: two runtimes, each with its own module registry and
+  # exit-time teardown, and LibTorch's calls may bind to either copy. Checked on the link lines: with this
+  # setting -lcudart_static is gone.
+  if(NOT DEFINED CMAKE_CUDA_RUNTIME_LIBRARY)
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
+  endif()
   enable_language(CUDA)
   set(CMAKE_CUDA_STANDARD 17)
   find_package(CUDAToolkit REQUIRED)

@@ -25,6 +25,7 @@
 #include "models/face3d/geometry.h"
 #include "models/face3d/pos_align.h"
 #include "monitoring/metrics.h"
+#include "train/shards_face_model.h"
 #include "train/synthetic_world.h"
 
 namespace fs = std::filesystem;
@@ -33,8 +34,6 @@ namespace facetex::train {
 namespace f3 = models::face3d;
 namespace aux = models::aux;
 namespace {
-
-constexpr char kAnnotateInfo[] = "annotate.json";
 
 // FNV-1a 64 over strings and raw bytes: the digest of what an output shard was made from.
 struct Fnv64 {
@@ -499,7 +498,7 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
       {"landmarks", o.landmarks.name},
       {"coefficients", o.recon_weights.empty() ? "landmark fit" : "ReconNet " + o.recon_weights.string()},
       {"created_by", fmt::format("facetex {} data annotate", FACETEX_VERSION)}};
-  write_file_atomic(o.out / kAnnotateInfo, info.dump(2) + "\n");
+  write_file_atomic(o.out / kAnnotateRecordName, info.dump(2) + "\n");
 
   const Range mine = part_range(static_cast<int64_t>(in.shards.size()), o.part);
   int64_t my_rows = 0;

@@ -15,6 +15,7 @@
 #include "core/crc32.h"
 #include "models/face3d/geometry.h"
 #include "train/face_renderer.h"
+#include "train/shards_face_model.h"
 
 namespace fs = std::filesystem;
 
@@ -135,7 +136,7 @@ SyntheticWorldSummary write_synthetic_world(const SyntheticWorldOptions& o) {
                           {"resolution", o.resolution}, {"texture_resolution", o.texture_resolution},
                           {"seed", o.seed}, {"model_grid", o.model_grid},
                           {"created_by", std::string("facetex ") + FACETEX_VERSION + " data synth"}};
-  write_file_atomic(o.out / "world.json", world.dump(2) + "\n");
+  write_file_atomic(o.out / kWorldRecordName, world.dump(2) + "\n");
 
   at::Generator gen = at::detail::createCPUGenerator(o.seed * 7919 + 1);
   data::Manifest manifest;

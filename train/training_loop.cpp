@@ -38,6 +38,7 @@
 #include "train/generator_pipeline.h"
 #include "train/image_grid.h"
 #include "train/loss.h"
+#include "train/shards_face_model.h"
 #include "train/op_census.h"
 #include "train/profile_window.h"
 #include "train/face_renderer.h"
@@ -293,11 +294,15 @@ void Trainer::setup() {
     grid_renderer_ = renderer;
     generated = std::move(pipeline);
   } else if (o_.mode == "texture") {
-    FACETEX_CHECK_USAGE(!o_.face_model_mat.empty() && !o_.face_model_uv.empty(),
-                        "texture mode needs model.face_model_mat and model.face_model_uv (e.g. a synthetic world's "
-                        "model.mat and uv.npy)");
+    // The shards' /coeffs only mean something with the model that made them: by default the one recorded beside
+    // the shards (annotate.json, a synthetic world's world.json).
+    const DatasetFaceModel face_model = resolve_dataset_face_model(o_.face_model_mat, o_.face_model_uv, o_.shards);
+    if (!face_model.mismatch.empty()) log_.warn("{}", face_model.mismatch);
+    log_.info("face model {} + {}{}", face_model.files.mat.string(), face_model.files.uv.string(),
+              face_model.files.recorded_in.empty() ? std::string(" (model.face_model_mat / _uv)")
+                                                   : " (recorded in " + face_model.files.recorded_in.string() + ")");
     auto renderer = std::make_shared<FaceRenderer>(
-        models::face3d::load_morphable_model(o_.face_model_mat, o_.face_model_uv));
+        models::face3d::load_morphable_model(face_model.files.mat, face_model.files.uv));
     renderer->to(device_);
     const auto& shard = *dataset_->shards().front();
     FACETEX_CHECK_DATA(shard.has_annotation("coeffs") && shard.has_annotation("crop"),

@@ -454,15 +454,17 @@ TEST(AnnotateCli, BadInputsResumeAndTraining) {
   ASSERT_EQ(m.skipped.size(), 1u);
   EXPECT_EQ(m.skipped[0].key, "synth/000011");
 
-  // (5) Training's dataset background mode reads the output (coefficients of out/model.mat).
+  // (5) Training's dataset background mode reads the output, rendering with the model its coefficients belong to
+  // (out/model.mat, found through out/annotate.json: no model.face_model_* keys).
   const std::string sets =
       " --set model.resolution=32 --set model.texture_resolution=32 --set model.z_dim=16 --set model.w_dim=16"
       " --set model.channel_base=128 --set model.channel_max=16 --set model.mbstd_group=2 --set train.batch=4"
-      " --set run.kimg_per_tick=0.004 --set run.snap_ticks=100 --set run.grid_images=4 --set model.mode=texture"
-      " --set model.face_model_mat=" + out + "/model.mat --set model.face_model_uv=" + out + "/uv.npy";
+      " --set run.kimg_per_tick=0.004 --set run.snap_ticks=100 --set run.grid_images=4 --set model.mode=texture";
   r = run_facetex("train --shards " + out + " --run " + (tmp / "run").string() + " --kimg 0.008" + sets);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("train: finished at kimg 0.008"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("face model " + out + "/model.mat + " + out + "/uv.npy (recorded in " + out + "/annotate.json)"),
+            std::string::npos) << r.err;
 }
 
 // (2) Real photos: dlib's example photos through the real detector and the canonical-mesh model.

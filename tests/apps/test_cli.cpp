@@ -103,11 +103,12 @@ TEST(Cli, SyntheticWorldTrainAndMetricsEndToEnd) {
   const std::string sets =
       " --set model.resolution=32 --set model.texture_resolution=32 --set model.z_dim=16 --set model.w_dim=16"
       " --set model.channel_base=128 --set model.channel_max=16 --set model.mbstd_group=2 --set train.batch=4"
-      " --set run.kimg_per_tick=0.008 --set run.snap_ticks=2 --set run.grid_images=4"
-      " --set model.face_model_mat=" + w + "/model.mat --set model.face_model_uv=" + w + "/uv.npy";
+      " --set run.kimg_per_tick=0.008 --set run.snap_ticks=2 --set run.grid_images=4";
+  // The face model is the world's own (w/model.mat beside w/world.json), found from the shards.
   r = run_facetex("train --shards " + w + "/shards --run " + run + " --kimg 0.016" + sets);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("train: finished at kimg 0.016"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("(recorded in " + w + "/world.json)"), std::string::npos) << r.err;
   // A second launch resumes and, already done, continues to the new target.
   r = run_facetex("train --shards " + w + "/shards --run " + run + " --kimg 0.024" + sets);
   ASSERT_EQ(r.exit_code, 0) << r.err;

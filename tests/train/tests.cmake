@@ -8,4 +8,5 @@ facetex_test(test_train TORCH WHOLE
     train/test_generated_background.cpp
     train/test_profiling.cpp
     train/test_lpips_term.cpp
+    train/test_shards_face_model.cpp
   DEPS facetex_train facetex_test_parity facetex_test_support LABELS train)
