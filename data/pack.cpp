@@ -11,6 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/crc32.h"
+#include "core/digest.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -38,16 +39,6 @@ bool is_png_bytes(const std::string& b) { return b.size() >= 8 && b.compare(0, 8
 bool is_jpeg_bytes(const std::string& b) {
   return b.size() >= 3 && uint8_t(b[0]) == 0xFF && uint8_t(b[1]) == 0xD8 && uint8_t(b[2]) == 0xFF;
 }
-
-// FNV-1a 64: a stable digest of what a shard holds (input keys and every setting that changes the bytes).
-struct Fnv64 {
-  uint64_t h = 0xcbf29ce484222325ull;
-  void add(const std::string& s) {
-    for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-    h = (h ^ 0xff) * 0x100000001b3ull;  // separator
-  }
-  std::string hex() const { return fmt::format("{:016x}", h); }
-};
 
 class Packer {
  public:

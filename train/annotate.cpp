@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/atomic_file.h"
+#include "core/digest.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -35,25 +36,13 @@ namespace f3 = models::face3d;
 namespace aux = models::aux;
 namespace {
 
-// FNV-1a 64 over strings and raw bytes: the digest of what an output shard was made from.
-struct Fnv64 {
-  uint64_t h = 0xcbf29ce484222325ull;
-  void bytes(const void* p, size_t n) {
-    const auto* c = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) h = (h ^ c[i]) * 0x100000001b3ull;
-  }
-  void add(const std::string& s) {
-    bytes(s.data(), s.size());
-    h = (h ^ 0xff) * 0x100000001b3ull;
-  }
-  void tensor(const at::Tensor& t) {
-    if (!t.defined()) return add("undef");
-    const at::Tensor c = t.to(at::kCPU).contiguous();
-    add(fmt::format("{}", c.sizes()));
-    bytes(c.data_ptr(), c.numel() * c.element_size());
-  }
-  std::string hex() const { return fmt::format("{:016x}", h); }
-};
+// A tensor's shape and bytes into the digest of what an output shard was made from.
+void add_tensor(Fnv64& f, const at::Tensor& t) {
+  if (!t.defined()) return f.add("undef");
+  const at::Tensor c = t.to(at::kCPU).contiguous();
+  f.add(fmt::format("{}", c.sizes()));
+  f.bytes(c.data_ptr(), c.numel() * c.element_size());
+}
 
 double interocular(const aux::Landmarks68& p) { return std::hypot(p[45][0] - p[36][0], p[45][1] - p[36][1]); }
 
@@ -390,7 +379,7 @@ class Annotator {
 std::string model_digest(const AnnotateOptions& o) {
   Fnv64 f;
   f.add(o.model_name);
-  for (const at::Tensor* t : {&o.model.mean_shape, &o.model.id_base, &o.model.exp_base, &o.model.keypoints}) f.tensor(*t);
+  for (const at::Tensor* t : {&o.model.mean_shape, &o.model.id_base, &o.model.exp_base, &o.model.keypoints}) add_tensor(f, *t);
   f.add(fmt::format("F={}", o.model.triangles.defined() ? o.model.triangles.size(0) : 0));
   return f.hex();
 }

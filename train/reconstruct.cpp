@@ -19,6 +19,7 @@
 
 #include "cluster/preemption.h"
 #include "core/atomic_file.h"
+#include "core/digest.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -650,23 +651,51 @@ std::vector<InputItem> list_inputs(const fs::path& inputs, std::shared_ptr<const
     }
     std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.source < b.source; });
   }
-  // Names: the path without its extension ('/' -> '_'); inputs that would collide keep their extension.
-  std::map<std::string, int> uses;
-  auto stem_of = [](const std::string& s) {
-    const auto slash = s.rfind('/');
-    const auto dot = s.rfind('.');
-    return (dot != std::string::npos && (slash == std::string::npos || dot > slash + 1)) ? s.substr(0, dot) : s;
-  };
-  for (const auto& it : items) ++uses[sanitize(stem_of(it.source))];
+  std::vector<std::string> sources;
+  for (const auto& it : items) sources.push_back(it.source);
+  const std::vector<std::string> names = output_names(sources);
   for (size_t i = 0; i < items.size(); ++i) {
     items[i].index = static_cast<int64_t>(i);
-    const std::string stem = sanitize(stem_of(items[i].source));
-    items[i].name = uses[stem] > 1 ? sanitize(items[i].source) : stem;
+    items[i].name = names[i];
   }
   return items;
 }
 
 }  // namespace
+
+std::vector<std::string> output_names(const std::vector<std::string>& sources) {
+  constexpr size_t kMaxName = 200;  // below NAME_MAX (255) with room for the writers' temporary suffixes
+  auto stem_of = [](const std::string& s) {
+    const auto slash = s.rfind('/');
+    const auto dot = s.rfind('.');
+    return (dot != std::string::npos && (slash == std::string::npos || dot > slash + 1)) ? s.substr(0, dot) : s;
+  };
+  auto count = [](const std::vector<std::string>& v) {
+    std::map<std::string, int> uses;
+    for (const auto& n : v) ++uses[n];
+    return uses;
+  };
+  std::vector<std::string> names;
+  for (const auto& s : sources) names.push_back(sanitize(stem_of(s)));
+  auto uses = count(names);
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (uses[names[i]] > 1) names[i] = sanitize(sources[i]);
+  }
+  uses = count(names);
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (uses[names[i]] == 1 && names[i].size() <= kMaxName) continue;
+    Fnv64 f;
+    f.add(sources[i]);
+    names[i] = names[i].substr(0, kMaxName - 17) + "-" + f.hex().substr(0, 8);
+  }
+  // Distinct sources with equal 32-bit digests, or a suffixed name equal to another input's plain one: the later
+  // one gets its list position too (astronomically rare, and still the same for the same list).
+  std::set<std::string> taken;
+  for (size_t i = 0; i < names.size(); ++i) {
+    while (!taken.insert(names[i]).second) names[i] += "-" + std::to_string(i);
+  }
+  return names;
+}
 
 ReconstructResult reconstruct(const ReconstructOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();

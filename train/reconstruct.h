@@ -129,6 +129,13 @@ struct ReconstructResult {
 
 ReconstructResult reconstruct(const ReconstructOptions& options);
 
+// Output folder names of the inputs (relative paths or dataset keys), in their order: the path without its
+// extension, '/' and anything but [A-Za-z0-9._-] as '_' ("sub/b face.jpg" -> "sub_b_face"); inputs whose names
+// would collide keep their extension ("a.jpg", "a.png"); names that still collide (sanitising is lossy: "a b.jpg" and
+// "a_b.jpg") or exceed 200 bytes get a digest of the input's path ("a_b-3f9c0e12"). Distinct, and the same for the
+// same list on every rank and part, so re-runs find their finished outputs.
+std::vector<std::string> output_names(const std::vector<std::string>& sources);
+
 // Registers facetex_reconstruct_items_total{status} (all four statuses at 0) so that a run exports the family.
 void register_reconstruct_metrics();
 

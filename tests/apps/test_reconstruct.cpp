@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "core/atomic_file.h"
@@ -115,6 +116,38 @@ TEST(Reconstruct, ImageScoresMatchHandComputedValues) {
   const std::string jpg = data::encode_jpeg(test::make_image(50, 20, 1), 90);
   EXPECT_EQ(*train::image_header_size(jpg), std::make_pair(int64_t(50), int64_t(20)));
   EXPECT_FALSE(train::image_header_size("hello"));
+}
+
+// Two inputs never share an output folder (the second's outputs would replace the first's, and a re-run would skip
+// one of them as finished): sanitising is lossy, so what still collides gets a digest of its path.
+TEST(Reconstruct, OutputNamesAreDistinctAndStable) {
+  const std::vector<std::string> sources = {
+      "a.jpg", "a.png", "sub/a.jpg", "sub2/a b.jpg", "sub2/a_b.jpg", "solo.jpeg", "x/y/z.png",
+      "noext", ".jpg", "caf\xc3\xa9.jpg", "caf__.jpg", std::string(300, 'n') + ".jpg", "dir.v2/photo"};
+  const std::vector<std::string> names = train::output_names(sources);
+  ASSERT_EQ(names.size(), sources.size());
+  EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size());
+  // Unambiguous inputs keep the readable names earlier runs gave them.
+  EXPECT_EQ(names[0], "a.jpg");
+  EXPECT_EQ(names[1], "a.png");
+  EXPECT_EQ(names[2], "sub_a");
+  EXPECT_EQ(names[5], "solo");
+  EXPECT_EQ(names[6], "x_y_z");
+  EXPECT_EQ(names[7], "noext");
+  EXPECT_EQ(names[12], "dir.v2_photo");
+  // Collisions after sanitising: both get a path digest, so neither depends on the other's existence.
+  EXPECT_EQ(names[3].rfind("sub2_a_b.jpg-", 0), 0u) << names[3];
+  EXPECT_EQ(names[4].rfind("sub2_a_b.jpg-", 0), 0u) << names[4];
+  EXPECT_EQ(names[9].rfind("caf__.jpg-", 0), 0u) << names[9];
+  EXPECT_EQ(names[10].rfind("caf__.jpg-", 0), 0u) << names[10];
+  // Long paths fit a file name.
+  EXPECT_LE(names[11].size(), 200u);
+  for (const auto& n : names) {
+    EXPECT_NE(n[0], '.') << n;
+    EXPECT_EQ(n.find('/'), std::string::npos) << n;
+  }
+  // The same list gives the same names (every rank and part computes them alone).
+  EXPECT_EQ(train::output_names(sources), names);
 }
 
 TEST(Reconstruct, EndToEndOutputsManifestStatusesAndRerun) {
