@@ -146,7 +146,9 @@ int run_annotate(const Config& c) {
     const char* env = std::getenv("FACETEX_ASSETS");
     assets = env && *env ? env : (std::filesystem::path(FACETEX_SOURCE_DIR) / "assets").string();
   }
-  auto model = train::load_model_choice(c.get_string("annotate.model", "synthetic"),
+  std::string model_spec = c.get_string("annotate.model", "auto");
+  if (model_spec == "auto") model_spec = train::auto_model_spec(o.shards);
+  auto model = train::load_model_choice(model_spec,
                                         static_cast<uint64_t>(c.get_int("annotate.model_seed", 0)),
                                         static_cast<int>(c.get_int("annotate.model_grid", 40)), assets);
   o.model = std::move(model.model);
@@ -239,7 +241,9 @@ void add_data_commands(Cli& cli) {
   cli.required(annotate, "--out", "annotate.out", "Output folder: annotated shards, manifest, model.mat + uv.npy");
   cli.option(annotate, "--part", "annotate.part", "Annotate part i of N of the input shards; then merge-manifest", "0/1");
   cli.option(annotate, "--model", "annotate.model",
-             "Face model: synthetic (data synth's, see --model-seed) | canonical (MediaPipe mesh) | MAT:UV", "synthetic");
+             "Face model: auto (the model recorded beside the shards — a synthetic world's, an earlier annotate's — "
+             "else canonical) | synthetic (data synth's, see --model-seed) | canonical (MediaPipe mesh) | MAT:UV",
+             "auto");
   cli.option(annotate, "--model-seed", "annotate.model_seed", "Seed of the synthetic model (= data synth --seed)", "0");
   cli.option(annotate, "--model-grid", "annotate.model_grid", "Grid of the synthetic model (data synth: 40)", "40");
   cli.option(annotate, "--landmarks", "annotate.landmarks",

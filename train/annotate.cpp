@@ -443,6 +443,11 @@ ModelChoice load_model_choice(const std::string& spec, uint64_t seed, int grid, 
   return c;
 }
 
+std::string auto_model_spec(const fs::path& shards) {
+  const auto recorded = shards_face_model(shards);
+  return recorded ? recorded->mat.string() + ":" + recorded->uv.string() : std::string("canonical");
+}
+
 AnnotateResult annotate_shards(const AnnotateOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   auto& log = log::get("data");

@@ -115,4 +115,9 @@ struct ModelChoice {
 ModelChoice load_model_choice(const std::string& spec, uint64_t synthetic_seed, int synthetic_grid,
                               const std::filesystem::path& assets_dir);
 
+// annotate's --model auto (the default), as a spec for load_model_choice: the model recorded beside the input
+// shards (a synthetic world's, an earlier annotate's; train/shards_face_model.h) as "MAT:UV", else "canonical"
+// (real photos and no 3DMM: fitting a synthetic model's random identity bases to a real face folds the surface).
+std::string auto_model_spec(const std::filesystem::path& shards);
+
 }  // namespace facetex::train

@@ -97,6 +97,12 @@ TrainOptions parse_train_options(const Config& config) {
   if (auto clamp = c.get_double("model.conv_clamp")) G.synthesis.conv_clamp = D.conv_clamp = *clamp;
   D.mbstd_group_size = c.get_int("model.mbstd_group", 4);
   FACETEX_CHECK_USAGE(res >= 8 && (res & (res - 1)) == 0, "model.resolution must be a power of two >= 8, got {}", res);
+  // Checked here, before a run folder is made; the networks check again for what a weight file brings.
+  models::stylegan2::check_channel_counts(res, D.channel_base, D.channel_max, "model.channel_base at model.resolution");
+  if (o.texture_resolution > 0) {
+    models::stylegan2::check_channel_counts(o.texture_resolution, D.channel_base, D.channel_max,
+                                            "model.channel_base at model.texture_resolution");
+  }
   G.synthesis.w_dim = G.w_dim;
   G.synthesis.img_resolution = res;
   G.mapping.z_dim = G.z_dim;

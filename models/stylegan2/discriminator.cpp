@@ -109,6 +109,7 @@ at::Tensor DiscriminatorEpilogue::forward(const at::Tensor& x_in, const at::Tens
 }
 
 Discriminator::Discriminator(const DiscriminatorConfig& config) : c_(config) {
+  check_channel_counts(c_.img_resolution, c_.channel_base, c_.channel_max, "discriminator");
   int layer_index = 0;
   for (int res : c_.block_resolutions()) {
     const int64_t in = res < c_.img_resolution ? c_.channels(res) : 0;

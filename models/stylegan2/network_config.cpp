@@ -127,6 +127,15 @@ int DiscriminatorConfig::fp16_resolution() const {
   return std::max(1 << std::max(0, log2_int(img_resolution) + 1 - num_fp16_res), 8);
 }
 
+void check_channel_counts(int img_resolution, int channel_base, int channel_max, const char* network) {
+  FACETEX_CHECK_USAGE(channel_max >= 1, "{}: channel_max {} must be >= 1", network, channel_max);
+  // The widest block is 4x4, the narrowest img_resolution: channel_base / img_resolution decides.
+  FACETEX_CHECK_USAGE(channel_base / img_resolution >= 1,
+                      "{}: channel_base {} gives {} channels at {}x{} (min(channel_base / resolution, channel_max)); "
+                      "channel_base must be at least the resolution, {}", network, channel_base,
+                      channel_base / img_resolution, img_resolution, img_resolution, img_resolution);
+}
+
 MappingConfig parse_mapping_config(const std::string& text, const std::string& context) {
   json j = parse(text, context);
   Reader r(j, context);

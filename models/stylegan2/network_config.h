@@ -72,6 +72,10 @@ struct DiscriminatorConfig {
   int fp16_resolution() const;
 };
 
+// UsageError unless every block from 4x4 to img_resolution gets min(channel_base / res, channel_max) >= 1 channels
+// (the reference would build zero-channel layers and fail deep inside a convolution). `network` names it.
+void check_channel_counts(int img_resolution, int channel_base, int channel_max, const char* network);
+
 // The init_kwargs JSON the reference's constructors would take for these configs (written into weight files and
 // checkpoints, so that facetex-trained networks load like published ones).
 std::string to_init_kwargs(const GeneratorConfig& config);

@@ -199,6 +199,7 @@ std::pair<at::Tensor, at::Tensor> SynthesisBlock::forward(const at::Tensor& x_in
 SynthesisNetwork::SynthesisNetwork(const SynthesisConfig& config) : c_(config) {
   FACETEX_CHECK_USAGE(c_.img_resolution >= 4 && (c_.img_resolution & (c_.img_resolution - 1)) == 0,
                       "synthesis: img_resolution {} must be a power of two >= 4", c_.img_resolution);
+  check_channel_counts(c_.img_resolution, c_.channel_base, c_.channel_max, "synthesis");
   for (int res : c_.block_resolutions()) {
     const int64_t in = res > 4 ? c_.channels(res / 2) : 0;
     const bool is_last = res == c_.img_resolution;

@@ -436,6 +436,20 @@ TEST(AnnotateCli, BadInputsResumeAndTraining) {
   r = run_facetex("data merge-manifest " + parts);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(data::read_manifest(fs::path(parts) / data::kManifestName).count, 16);
+  // --model auto (the default): the world's own model (seed 5, not the synthetic default seed 0), the same fit.
+  const std::string auto_out = (tmp / "auto").string();
+  r = run_facetex("data annotate --shards " + w + "/shards --out " + auto_out + common.substr(33));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("(" + w + "/model.mat:" + w + "/uv.npy model"), std::string::npos) << r.err;
+  {
+    const int64_t k = f3::CoeffLayout::for_model(f3::load_morphable_model(fs::path(w) / "model.mat",
+                                                                          fs::path(w) / "uv.npy")).total();
+    const auto explicit_fit = read_annotations(out, k), auto_fit = read_annotations(auto_out, k);
+    ASSERT_EQ(explicit_fit.size(), auto_fit.size());
+    for (size_t i = 0; i < auto_fit.size(); ++i) {
+      EXPECT_TRUE(at::equal(explicit_fit[i].coeffs, auto_fit[i].coeffs)) << auto_fit[i].key;
+    }
+  }
 
   // A corrupt row: fail names the file and row (exit 3); skip leaves it out, listed in the manifest.
   const fs::path bad = tmp / "bad";
