@@ -49,7 +49,9 @@ TEST(TrainOptions, AutoDerivesTheReferenceHyperParameters) {
 
 TEST(TrainOptions, BadValuesAreUsageErrorsNamingTheKey) {
   for (const char* bad : {"model.mode=\"video\"", "model.resolution=48", "augment.mode=\"sometimes\"", "train.batch=0",
-                          "run.device=\"tpu\"", "train.style_mixing=2.0"}) {
+                          "run.device=\"tpu\"", "train.style_mixing=2.0",
+                          // min(channel_base / res, channel_max) = 0 channels at the top resolution
+                          "model.channel_base=32", "model.texture_resolution=2048"}) {
     Config c = Config::load(preset_path("synth64"));
     c.set(bad);
     const std::string key = std::string(bad).substr(0, std::string(bad).find('='));
