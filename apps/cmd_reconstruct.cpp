@@ -74,7 +74,7 @@ void add_reconstruct_command(Cli& cli) {
   CLI::App* cmd = cli.app().add_subcommand(
       "reconstruct", "Recover UV textures of photos by projection into a texture generator (batched; spec §7)");
   cli.required(cmd, "--checkpoint", "reconstruct.checkpoint", "Checkpoint or weight file with the texture G (G_ema)");
-  cli.required(cmd, "--inputs", "reconstruct.inputs", "Folder of photos (recursive) or a packed dataset folder");
+  cli.required(cmd, "--inputs", "reconstruct.inputs", "Folder of photos (recursive), one photo, or a packed dataset folder");
   cli.required(cmd, "--out", "reconstruct.out", "Output folder: <name>/ per photo and manifest.jsonl");
   cli.option(cmd, "--part", "reconstruct.part", "Process part i of N of the sorted inputs (Slurm array task)", "0/1");
   cli.option(cmd, "--batch", "reconstruct.batch", "Photos optimised together", "1");

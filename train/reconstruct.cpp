@@ -625,7 +625,7 @@ class Reconstructor {
 
 std::vector<InputItem> list_inputs(const fs::path& inputs, std::shared_ptr<const data::Dataset>& dataset) {
   std::vector<InputItem> items;
-  FACETEX_CHECK_DATA(fs::exists(inputs), "{}: no such input folder", inputs.string());
+  FACETEX_CHECK_DATA(fs::exists(inputs), "{}: no such input photo or folder", inputs.string());
   if (fs::is_regular_file(inputs / "dataset.json")) {
     dataset = data::Dataset::open(inputs, data::OnCorrupt::kSkip);
     for (const auto& shard : dataset->shards()) {
@@ -638,8 +638,15 @@ std::vector<InputItem> list_inputs(const fs::path& inputs, std::shared_ptr<const
       }
     }
     std::stable_sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.source < b.source; });
+  } else if (fs::is_regular_file(inputs)) {
+    // One photo: the same job over a list of one (its outputs in OUT/<name>/, its line in the manifest).
+    InputItem it;
+    it.source = inputs.filename().string();
+    it.file = inputs;
+    items.push_back(it);
   } else {
-    FACETEX_CHECK_DATA(fs::is_directory(inputs), "{}: not a folder of photos or a packed dataset", inputs.string());
+    FACETEX_CHECK_DATA(fs::is_directory(inputs), "{}: not a photo, a folder of photos or a packed dataset",
+                       inputs.string());
     for (const auto& e : fs::recursive_directory_iterator(inputs, fs::directory_options::skip_permission_denied)) {
       if (!e.is_regular_file()) continue;
       const std::string rel = fs::relative(e.path(), inputs).generic_string();

@@ -74,7 +74,7 @@ at::Tensor noise_regularizer(const at::Tensor& noise);
 struct ReconstructOptions {
   std::filesystem::path checkpoint;   // weight file or training checkpoint
   std::string network = "G_ema";      // group of the texture generator (falls back to G when absent)
-  std::filesystem::path inputs;       // folder of photos (searched recursively) or a packed dataset (dataset.json)
+  std::filesystem::path inputs;       // folder of photos (searched recursively), one photo, or a packed dataset
   std::filesystem::path out;
   Part part;
   int batch = 1;

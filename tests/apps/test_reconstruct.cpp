@@ -226,6 +226,17 @@ TEST(Reconstruct, EndToEndOutputsManifestStatusesAndRerun) {
   EXPECT_NE(r.out.find("0 ok, 0 no face, 0 bad input, 0 errors, 8 finished earlier"), std::string::npos) << r.out;
   EXPECT_EQ(fs::last_write_time(out / "a_face" / "result.json"), mtime);
   EXPECT_EQ(manifest(out / "manifest.jsonl").size(), 8u);
+
+  // One photo as --inputs: a job of one, named after the file.
+  r = run_facetex(common_args(in / "a_face.jpg", dir / "one"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto one = manifest(dir / "one" / "manifest.jsonl");
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one.at("a_face.jpg")["status"], "ok");
+  EXPECT_TRUE(fs::is_regular_file(dir / "one" / "a_face" / "result.json"));
+  r = run_facetex(common_args(in / "missing.jpg", dir / "one"));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("missing.jpg: no such input photo or folder"), std::string::npos) << r.err;
 }
 
 TEST(Reconstruct, BatchedAndOneAtATimeAgree) {

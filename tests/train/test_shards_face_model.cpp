@@ -23,6 +23,14 @@ void write_model(const fs::path& dir, const std::string& tag) {
   test::write_bytes(dir / "uv.npy", "uv " + tag);
 }
 
+// What `facetex data synth --out W` leaves: W/world.json, W/model.mat, W/uv.npy, W/shards/.
+fs::path write_world(const fs::path& world) {
+  write_model(world, "world");
+  fs::create_directories(world / "shards");
+  test::write_bytes(world / kWorldRecordName, "{}");
+  return world / "shards";
+}
+
 template <typename E>
 std::string message_of(const std::function<void()>& f) {
   try {
@@ -38,11 +46,8 @@ std::string message_of(const std::function<void()>& f) {
 
 TEST(ShardsFaceModel, SyntheticWorldAndAnnotateRecords) {
   test::TempDir tmp;
-  // facetex data synth: W/world.json, W/model.mat, W/uv.npy, W/shards/.
   const fs::path world = tmp / "world";
-  write_model(world, "world");
-  fs::create_directories(world / "shards");
-  test::write_bytes(world / kWorldRecordName, "{}");
+  write_world(world);
   for (const fs::path& shards : {world / "shards", fs::path((world / "shards").string() + "/")}) {
     const auto m = shards_face_model(shards);
     ASSERT_TRUE(m.has_value()) << shards;
@@ -84,10 +89,7 @@ TEST(ShardsFaceModel, BrokenRecordsAreDataErrorsNamingTheRecord) {
 TEST(ShardsFaceModel, TheShardsModelIsTheDefaultAndAConfiguredOneOverrides) {
   test::TempDir tmp;
   const fs::path world = tmp / "world";
-  write_model(world, "world");
-  fs::create_directories(world / "shards");
-  test::write_bytes(world / kWorldRecordName, "{}");
-  const fs::path shards = world / "shards";
+  const fs::path shards = write_world(world);
 
   const DatasetFaceModel d = resolve_dataset_face_model("", "", shards);
   EXPECT_EQ(d.files.mat, fs::absolute(world) / "model.mat");
