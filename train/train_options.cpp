@@ -143,6 +143,24 @@ TrainOptions parse_train_options(const Config& config) {
   FACETEX_CHECK_USAGE(o.augment == "ada" || o.augment == "fixed" || o.augment == "noaug",
                       "augment.mode must be ada, fixed or noaug, got '{}'", o.augment);
   FACETEX_CHECK_USAGE(o.augpipe == "bgc", "augment.pipe '{}' is not available (bgc)", o.augpipe);
+  FACETEX_CHECK_USAGE(o.augment_p >= 0 && o.augment_p <= 1, "augment.p must be in [0, 1], got {}", o.augment_p);
+  FACETEX_CHECK_USAGE(o.ada_target > 0 && o.ada_target < 1, "augment.target must be in (0, 1), got {}", o.ada_target);
+  FACETEX_CHECK_USAGE(o.ada_interval >= 1 && o.ada_kimg > 0, "augment.interval must be >= 1 and augment.kimg > 0");
+  // Values a network or an optimiser cannot run with; without these a zero-width layer crashes or trains on NaN.
+  FACETEX_CHECK_USAGE(G.z_dim >= 1 && G.w_dim >= 1, "model.z_dim and model.w_dim must be >= 1, got {} and {}",
+                      G.z_dim, G.w_dim);
+  FACETEX_CHECK_USAGE(G.mapping.num_layers >= 1, "model.mapping_layers must be >= 1, got {}", G.mapping.num_layers);
+  FACETEX_CHECK_USAGE(!D.mbstd_group_size || *D.mbstd_group_size >= 1, "model.mbstd_group must be >= 1, got {}",
+                      D.mbstd_group_size.value_or(0));
+  FACETEX_CHECK_USAGE(o.lr_G > 0 && o.lr_D > 0, "train.lr_G and train.lr_D must be > 0, got {} and {}", o.lr_G, o.lr_D);
+  FACETEX_CHECK_USAGE(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
+                      "train.beta1 and train.beta2 must be in [0, 1), got {} and {}", o.beta1, o.beta2);
+  FACETEX_CHECK_USAGE(o.r1_gamma >= 0 && o.pl_weight >= 0, "train.r1_gamma and train.pl_weight must be >= 0");
+  FACETEX_CHECK_USAGE(o.pl_decay >= 0 && o.pl_decay <= 1 && o.pl_batch_shrink >= 1,
+                      "train.pl_decay must be in [0, 1] and train.pl_batch_shrink >= 1");
+  FACETEX_CHECK_USAGE(o.ema_kimg >= 0 && (!o.ema_rampup || *o.ema_rampup >= 0),
+                      "train.ema_kimg and train.ema_rampup must be >= 0");
+  FACETEX_CHECK_USAGE(o.loader_threads >= 0, "data.threads must be >= 0 (0: one per core), got {}", o.loader_threads);
   return o;
 }
 

@@ -251,6 +251,14 @@ void Trainer::setup() {
   FACETEX_CHECK_USAGE(batch_rank_ % batch_gpu_ == 0, "train.batch_gpu {} must divide the per-rank batch {}", batch_gpu_,
                       batch_rank_);
   rounds_ = batch_rank_ / batch_gpu_;
+  // D's minibatch-stddev layer splits each micro-batch into groups of min(group, micro-batch) images.
+  if (o_.D.mbstd_group_size) {
+    const int64_t group = std::min<int64_t>(*o_.D.mbstd_group_size, batch_gpu_);
+    FACETEX_CHECK_USAGE(batch_gpu_ % group == 0,
+                        "model.mbstd_group {} does not divide the micro-batch of {} images (train.batch {} over {} "
+                        "ranks{}); choose a divisor", *o_.D.mbstd_group_size, batch_gpu_, o_.batch, world_.size,
+                        o_.batch_gpu > 0 ? fmt::format(", train.batch_gpu {}", o_.batch_gpu) : std::string());
+  }
 
   // Networks: fresh from [model], or from a weight file (e.g. a converted pickle) with its own init_kwargs.
   if (!o_.init_weights.empty()) {

@@ -7,6 +7,9 @@
 namespace facetex::models::stylegan2 {
 
 MappingNetwork::MappingNetwork(const MappingConfig& config) : c_(config) {
+  FACETEX_CHECK_USAGE(c_.num_layers >= 1 && c_.z_dim >= 1 && c_.w_dim >= 1,
+                      "mapping: num_layers, z_dim and w_dim must be >= 1, got {}, {} and {}", c_.num_layers, c_.z_dim,
+                      c_.w_dim);
   const int features = c_.layer_features.value_or(c_.w_dim);
   const auto act = kernels::parse_activation(c_.activation);
   for (int i = 0; i < c_.num_layers; ++i) {

@@ -120,6 +120,10 @@ TEST(Cli, SyntheticWorldTrainAndMetricsEndToEnd) {
   r = run_facetex("train --shards " + w + "/shards --run " + run + " --set model.mode=video" + sets);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("model.mode"), std::string::npos) << r.err;
+  // A micro-batch that D's minibatch-stddev groups cannot split: named before any network runs.
+  r = run_facetex("train --shards " + w + "/shards --run " + run + "-3" + sets + " --set train.batch=5");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("model.mbstd_group 2 does not divide the micro-batch of 5 images"), std::string::npos) << r.err;
   r = run_facetex("train --shards " + (tmp / "missing").string() + " --run " + run + "-2" + sets);
   EXPECT_EQ(r.exit_code, 3) << r.err;
 }

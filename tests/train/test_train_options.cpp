@@ -51,7 +51,12 @@ TEST(TrainOptions, BadValuesAreUsageErrorsNamingTheKey) {
   for (const char* bad : {"model.mode=\"video\"", "model.resolution=48", "augment.mode=\"sometimes\"", "train.batch=0",
                           "run.device=\"tpu\"", "train.style_mixing=2.0",
                           // min(channel_base / res, channel_max) = 0 channels at the top resolution
-                          "model.channel_base=32", "model.texture_resolution=2048"}) {
+                          "model.channel_base=32", "model.texture_resolution=2048",
+                          // zero-width networks, optimisers and ADA settings that cannot run
+                          "model.z_dim=0", "model.w_dim=0", "model.mapping_layers=0", "model.mbstd_group=0",
+                          "train.lr_G=-1", "train.lr_D=0", "train.beta2=1", "train.r1_gamma=-1",
+                          "train.pl_batch_shrink=0", "train.ema_kimg=-1", "data.threads=-2", "augment.p=2",
+                          "augment.target=-1", "augment.interval=0"}) {
     Config c = Config::load(preset_path("synth64"));
     c.set(bad);
     const std::string key = std::string(bad).substr(0, std::string(bad).find('='));
