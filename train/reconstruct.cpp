@@ -711,7 +711,14 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
   FACETEX_CHECK_USAGE(o.batch >= 1, "--batch must be >= 1");
   FACETEX_CHECK_USAGE(o.lpips_batch >= 1, "--lpips-batch must be >= 1");
   FACETEX_CHECK_USAGE(!o.public_baseline || o.batch == 1, "the public-projector baseline projects one photo at a time");
-  FACETEX_CHECK_USAGE(o.schedule.steps >= 1 && o.schedule.w_avg_samples >= 2, "--steps must be >= 1");
+  FACETEX_CHECK_USAGE(o.schedule.steps >= 1, "--steps must be >= 1");
+  FACETEX_CHECK_USAGE(o.schedule.w_avg_samples >= 2, "--w-avg-samples must be >= 2 (a standard deviation is taken)");
+  FACETEX_CHECK_USAGE(o.schedule.regularize_noise_weight >= 0 && std::isfinite(o.schedule.regularize_noise_weight),
+                      "--noise-weight must be >= 0");
+  // Named files are checked before anything else, even when every input is finished and nothing would load them.
+  FACETEX_CHECK_DATA(fs::is_regular_file(o.checkpoint), "{}: checkpoint not found", o.checkpoint.string());
+  FACETEX_CHECK_DATA(o.lpips_vgg.empty() || fs::is_regular_file(o.lpips_vgg), "{}: LPIPS VGG16 file not found (--lpips-vgg)",
+                     o.lpips_vgg.string());
   FACETEX_CHECK_USAGE(o.crop_resolution >= 16, "--crop-resolution must be >= 16");
   FACETEX_CHECK_USAGE(static_cast<bool>(o.landmarks.make), "reconstruct: no landmark source");
   FACETEX_CHECK_USAGE(o.id_weight >= 0 && std::isfinite(o.id_weight), "--id-weight must be >= 0");

@@ -237,6 +237,12 @@ TEST(Reconstruct, EndToEndOutputsManifestStatusesAndRerun) {
   r = run_facetex(common_args(in / "missing.jpg", dir / "one"));
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("missing.jpg: no such input photo or folder"), std::string::npos) << r.err;
+  // Bad settings are refused even when every input is finished (nothing would load the files).
+  r = run_facetex(common_args(in, out, "--batch 2 --max-pixels 20000000 --lpips-vgg " + (dir / "nope.pt").string()));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("nope.pt: LPIPS VGG16 file not found"), std::string::npos) << r.err;
+  r = run_facetex(common_args(in, out, "--noise-weight -1"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
 }
 
 TEST(Reconstruct, BatchedAndOneAtATimeAgree) {
