@@ -36,6 +36,7 @@ int run_reconstruct(const Config& c) {
   o.lpips_batch = static_cast<int>(c.get_int("reconstruct.lpips_batch", o.lpips_batch));
   o.device = c.get_string("reconstruct.device", "cpu");
   o.seed = static_cast<uint64_t>(c.get_int("reconstruct.seed", 0));
+  o.overwrite = c.get_bool("reconstruct.overwrite", false);
   FACETEX_CHECK_USAGE(o.device == "cpu" || o.device.rfind("cuda", 0) == 0, "--device must be cpu or cuda[:i]");
   FACETEX_CHECK_USAGE(o.max_pixels > 0, "--max-pixels must be > 0");
   std::string assets = c.get_string("reconstruct.assets", "");
@@ -113,6 +114,9 @@ void add_reconstruct_command(Cli& cli) {
   cli.option(cmd, "--upsample", "reconstruct.upsample", "dlib detector image doublings", "1");
   cli.option(cmd, "--device", "reconstruct.device", "cpu | cuda", "cpu");
   cli.option(cmd, "--seed", "reconstruct.seed", "Seed of the per-photo noise (with the input's index)", "0");
+  cli.flag(cmd, "--overwrite", "reconstruct.overwrite",
+           "Replace the finished inputs in --out that were made with other settings (default: refuse, naming the "
+           "settings that differ); each old folder goes once its new one is complete");
   cli.on_run(cmd, run_reconstruct);
 }
 

@@ -113,17 +113,8 @@ std::string shard_digest(const AnnotateOptions& o, const data::ShardEntry& e, co
                     e.rows_crc32, e.input_begin, e.input_end));
   f.add(model_digest);
   f.add(o.landmarks.name);
-  if (!o.recon_weights.empty()) {  // the weights file: path, size and modification time
-    std::error_code ec;
-    const auto size = fs::file_size(o.recon_weights, ec);
-    const auto mtime = fs::last_write_time(o.recon_weights, ec).time_since_epoch().count();
-    f.add(fmt::format("recon={} size={} mtime={}", o.recon_weights.string(), size, mtime));
-  }
-  f.add(fmt::format("it={} shape={} wid={} wexp={} jaw={} focal={} squeeze={} dist={} crop={} rescale={} corrupt={} "
-                    "deflate={}",
-                    o.fit.iterations, o.fit.fit_shape, o.fit.id_weight, o.fit.exp_weight, o.fit.use_jaw,
-                    o.fit.camera.focal, o.fit.camera.x_squeeze, o.fit.camera.distance, o.fit.camera.crop.crop_size,
-                    o.fit.camera.crop.rescale_factor, int(o.on_corrupt), o.deflate));
+  if (!o.recon_weights.empty()) f.add("recon=" + file_stamp(o.recon_weights));
+  f.add(fit_settings_text(o.fit) + fmt::format(" corrupt={} deflate={}", int(o.on_corrupt), o.deflate));
   return f.hex();
 }
 
@@ -376,15 +367,23 @@ class Annotator {
   std::shared_ptr<aux::ReconNet> recon_;
 };
 
-std::string model_digest(const AnnotateOptions& o) {
+
+}  // namespace
+
+std::string face_model_digest(const std::string& name, const f3::MorphableModel& model) {
   Fnv64 f;
-  f.add(o.model_name);
-  for (const at::Tensor* t : {&o.model.mean_shape, &o.model.id_base, &o.model.exp_base, &o.model.keypoints}) add_tensor(f, *t);
-  f.add(fmt::format("F={}", o.model.triangles.defined() ? o.model.triangles.size(0) : 0));
+  f.add(name);
+  for (const at::Tensor* t : {&model.mean_shape, &model.id_base, &model.exp_base, &model.keypoints}) add_tensor(f, *t);
+  f.add(fmt::format("F={}", model.triangles.defined() ? model.triangles.size(0) : 0));
   return f.hex();
 }
 
-}  // namespace
+std::string fit_settings_text(const f3::LandmarkFitOptions& fit) {
+  return fmt::format("it={} shape={} wid={} wexp={} jaw={} focal={} squeeze={} dist={} crop={} rescale={}",
+                     fit.iterations, fit.fit_shape, fit.id_weight, fit.exp_weight, fit.use_jaw, fit.camera.focal,
+                     fit.camera.x_squeeze, fit.camera.distance, fit.camera.crop.crop_size,
+                     fit.camera.crop.rescale_factor);
+}
 
 LandmarkProvider dlib_landmark_provider(const fs::path& predictor, aux::DetectorOptions options) {
   FACETEX_CHECK_DATA(fs::is_regular_file(predictor),
@@ -433,7 +432,15 @@ ModelChoice load_model_choice(const std::string& spec, uint64_t seed, int grid, 
     c.model = f3::canonical_morphable_model(f3::load_canonical_mesh(mesh), f3::load_dlib68_to_mesh(map));
     c.name = "canonical (MediaPipe face mesh, dm)";
   } else {
-    const auto colon = spec.rfind(':');
+    // Paths may hold ':' themselves: split at the last ':' whose left side names a file (else the last ':', and
+    // the loader names the missing file).
+    auto colon = spec.rfind(':');
+    for (auto c = colon; c != std::string::npos && c > 0; c = spec.rfind(':', c - 1)) {
+      if (fs::is_regular_file(spec.substr(0, c))) {
+        colon = c;
+        break;
+      }
+    }
     FACETEX_CHECK_USAGE(colon != std::string::npos && colon > 0 && colon + 1 < spec.size(),
                         "--model must be synthetic, canonical or MAT:UV (a .mat face model and its .npy UVs), got '{}'",
                         spec);
@@ -511,7 +518,7 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
   m.source = o.shards.string();
   m.created_by = fmt::format("facetex {} data annotate", FACETEX_VERSION);
   if (!o.part.whole()) m.part = o.part;
-  const std::string mdigest = model_digest(o);
+  const std::string mdigest = face_model_digest(o.model_name, o.model);
   Annotator annotator(o);
   ShardStats total;
   Progress progress("annotate", my_rows, "images", "data");

@@ -106,6 +106,11 @@ struct AnnotateResult {
 
 AnnotateResult annotate_shards(const AnnotateOptions& options);
 
+// What annotate's shard digests and reconstruct's settings record of the geometry: a face model (its name and the
+// bytes of its shape tensors) and the landmark fit's settings, as text.
+std::string face_model_digest(const std::string& name, const models::face3d::MorphableModel& model);
+std::string fit_settings_text(const models::face3d::LandmarkFitOptions& fit);
+
 // The --model argument: "synthetic" (make_synthetic_model with `synthetic_seed` and the synthetic world's grid,
 // i.e. what `data synth --seed` writes), "canonical" (the MediaPipe mesh from the assets folder) or "MAT:UV".
 struct ModelChoice {

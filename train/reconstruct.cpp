@@ -203,6 +203,71 @@ void write_bytes(const fs::path& p, const std::string& bytes) {
   FACETEX_CHECK_RUNTIME(f.good(), "{}: write failed", p.string());
 }
 
+// The settings an item's outputs depend on, by name: the generator, the projection schedule and loss, the geometry
+// (face model, landmark source and fit, ReconNet) and the seed. Not in it: what only changes the cost or the float
+// rounding (batch, modulated-convolution path, LPIPS chunking, device, threads) and max_pixels (it decides bad_input,
+// never an output). Files enter as their stamps (path, size, modification time).
+json result_settings(const ReconstructOptions& o) {
+  const ProjectorSchedule& s = o.schedule;
+  return json{{"checkpoint", file_stamp(o.checkpoint)},
+              {"network", o.network},
+              {"steps", s.steps},
+              {"w_avg_samples", s.w_avg_samples},
+              {"truncation_psi", s.truncation_psi},
+              {"initial_learning_rate", s.initial_learning_rate},
+              {"initial_noise_factor", s.initial_noise_factor},
+              {"lr_rampup_length", s.lr_rampup_length},
+              {"lr_rampdown_length", s.lr_rampdown_length},
+              {"noise_ramp_length", s.noise_ramp_length},
+              {"regularize_noise_weight", s.regularize_noise_weight},
+              {"l1_weight", s.l1_weight},
+              {"w_stats_seed", s.w_stats_seed},
+              {"lpips_vgg", o.lpips_vgg.empty() ? std::string("off") : file_stamp(o.lpips_vgg)},
+              {"id_weight", o.id_weight},
+              {"face_api", o.id_weight > 0 ? file_stamp(face_api_manifest(o.face_api)) : std::string("off")},
+              {"crop_resolution", o.crop_resolution},
+              {"model", o.model_name},
+              {"model_digest", face_model_digest(o.model_name, o.model)},
+              {"landmarks", o.landmarks.name},
+              {"fit", fit_settings_text(o.fit)},
+              {"recon_weights", o.recon_weights.empty() ? std::string("off") : file_stamp(o.recon_weights)},
+              {"seed", o.seed}};
+}
+
+std::string settings_digest(const json& settings) {
+  Fnv64 f;
+  f.add(settings.dump());
+  return f.hex();
+}
+
+// The part of result_settings that decides whether a face is found (no_face).
+std::string geometry_digest(const json& settings) {
+  json g;
+  for (const char* key : {"model", "model_digest", "landmarks", "fit", "recon_weights"}) g[key] = settings.at(key);
+  return settings_digest(g);
+}
+
+// "steps: 1000 then, 200 now; checkpoint: … then, … now" for the settings that differ (keys of `now`).
+std::string settings_difference(const json& then, const json& now) {
+  std::string text;
+  for (const auto& [key, value] : now.items()) {
+    const json old = then.contains(key) ? then.at(key) : json("(not recorded)");
+    if (old == value) continue;
+    text += fmt::format("{}{}: {} then, {} now", text.empty() ? "" : "; ", key, old.dump(), value.dump());
+  }
+  return text.empty() ? "settings not recorded" : text;
+}
+
+// A temporary folder of item `name` (".partial-<name>-<pid>[-old]"), exactly: another item's name may extend this
+// one's ("a" and "a-1"), and its folder may belong to a part running now.
+bool is_partial_folder_of(const std::string& file_name, const std::string& name) {
+  const std::string prefix = ".partial-" + name + "-";
+  if (file_name.rfind(prefix, 0) != 0) return false;
+  std::string rest = file_name.substr(prefix.size());
+  if (rest.size() > 4 && rest.compare(rest.size() - 4, 4, "-old") == 0) rest.resize(rest.size() - 4);
+  return !rest.empty() && std::all_of(rest.begin(), rest.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
 // Threads for the per-photo CPU stages (decoding, landmarks, fit; rendering and encoding the outputs).
 int io_workers(const ReconstructOptions& o) { return o.io_threads > 0 ? o.io_threads : hardware_workers(); }
 
@@ -560,7 +625,7 @@ class Reconstructor {
           {"l1", msum > 0 ? (mt - mr).abs().sum().item<double>() / (3 * msum) : 0.0}}},
         {"final_loss", final_loss},
         {"identity_distance", identity.contains("distance") ? identity["distance"] : json(nullptr)}};
-    const ProjectorSchedule& s = o_.schedule;
+    const json settings = result_settings(o_);
     const at::Tensor wc = w.contiguous();
     json result = {
         {"format", "facetex-reconstruct"},
@@ -580,31 +645,27 @@ class Reconstructor {
           {"crop", std::vector<float>(p.crop.data_ptr<float>(), p.crop.data_ptr<float>() + 3)},
           {"coeffs", std::vector<float>(p.coeffs.data_ptr<float>(), p.coeffs.data_ptr<float>() + p.coeffs.numel())}}},
         {"w", std::vector<float>(wc.data_ptr<float>(), wc.data_ptr<float>() + wc.numel())},
-        {"settings",
-         {{"checkpoint", o_.checkpoint.string()},
-          {"steps", s.steps},
-          {"w_avg_samples", s.w_avg_samples},
-          {"truncation_psi", s.truncation_psi},
-          {"initial_learning_rate", s.initial_learning_rate},
-          {"initial_noise_factor", s.initial_noise_factor},
-          {"lr_rampup_length", s.lr_rampup_length},
-          {"lr_rampdown_length", s.lr_rampdown_length},
-          {"noise_ramp_length", s.noise_ramp_length},
-          {"regularize_noise_weight", s.regularize_noise_weight},
-          {"l1_weight", s.l1_weight},
-          {"id_weight", o_.id_weight},
-          {"crop_resolution", o_.crop_resolution},
-          {"batch", o_.batch},
+        {"settings", settings},
+        {"run_settings",  // no bearing on the outputs beyond float rounding
+         {{"batch", o_.batch},
           {"modconv", modconv_path_name(o_.modconv)},
           {"lpips_batch", o_.lpips_batch},
-          {"seed", o_.seed},
           {"device", o_.device}}},
+        {"settings_digest", settings_digest(settings)},
         {"seconds", seconds},
         {"created_by", fmt::format("facetex {} reconstruct", FACETEX_VERSION)}};
     write_bytes(tmp / "result.json", result.dump(2) + "\n");
-    fs::remove_all(final_dir, ec);  // an incomplete folder of an earlier run (no result.json): replaced
+    // The folder there — an incomplete one of a killed run, or one made with other settings (--overwrite) — moves aside
+    // first and goes once the new one is in place: at every moment one complete folder or none is under the name.
+    const fs::path old = tmp.string() + "-old";
+    fs::remove_all(old, ec);
+    if (fs::exists(final_dir)) {
+      fs::rename(final_dir, old, ec);
+      FACETEX_CHECK_RUNTIME(!ec, "{}: cannot move the earlier folder aside: {}", final_dir.string(), ec.message());
+    }
     fs::rename(tmp, final_dir, ec);
     FACETEX_CHECK_RUNTIME(!ec, "{}: cannot rename into place: {}", final_dir.string(), ec.message());
+    fs::remove_all(old, ec);
   }
 
  private:
@@ -758,25 +819,71 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
       }
     }
   }
+  // What the outputs depend on (result_settings): a finished item made with other settings is not this job's result.
+  const json settings = result_settings(o);
+  const std::string digest = settings_digest(settings), geometry = geometry_digest(settings);
   std::vector<const InputItem*> pending;
+  std::vector<const InputItem*> changed;  // finished with other settings
+  int64_t retried = 0;                    // no_face / bad_input under other settings: tried again
   for (int64_t i = mine.begin; i < mine.end; ++i) {
     const InputItem& it = all[static_cast<size_t>(i)];
-    const bool folder_done = fs::is_regular_file(o.out / it.name / "result.json");
+    const fs::path result_file = o.out / it.name / "result.json";
+    const bool folder_done = fs::is_regular_file(result_file);
     auto found = lines.find(it.source);
-    const std::string status = found == lines.end() ? "" : found->second.value("status", "");
+    const json* line = found == lines.end() ? nullptr : &found->second;
+    const std::string status = line ? line->value("status", "") : "";
+    bool redo = !folder_done;
     if (folder_done) {
-      if (status != "ok") lines[it.source] = json{{"input", it.source}, {"name", it.name}, {"status", "ok"}, {"message", ""}};
-      ++res.skipped;
+      std::string made_with = line && status == "ok" ? line->value("settings_digest", "") : "";
+      if (made_with.empty()) {  // the manifest line is gone or older: the folder's record
+        try {
+          made_with = json::parse(read_file(result_file)).value("settings_digest", "");
+        } catch (const std::exception&) {
+        }
+      }
+      // Made by a facetex that recorded no settings: kept (nothing to compare).
+      if (!made_with.empty() && made_with != digest) {
+        changed.push_back(&it);
+        redo = o.overwrite;
+      }
+      if (!redo) {
+        if (status != "ok" || !line->contains("settings_digest")) {
+          lines[it.source] = json{{"input", it.source}, {"name", it.name}, {"status", "ok"}, {"message", ""},
+                                  {"settings_digest", made_with}};
+        }
+        ++res.skipped;
+      }
     } else if (status == "no_face" || status == "bad_input") {
-      ++res.skipped;
-    } else {
+      // Final unless what decided it changed: for no_face the geometry settings (landmark source, model, fit), for
+      // bad_input --max-pixels (the rest is the file's own fault).
+      const bool same = status == "no_face" ? line->value("geometry_digest", geometry) == geometry
+                                            : line->value("max_pixels", o.max_pixels) == o.max_pixels;
+      redo = !same;
+      if (same) ++res.skipped;
+      else ++retried;
+    }
+    if (redo) {
       pending.push_back(&it);
       // Stale temporary folders of this item (a killed run).
       for (const auto& e : fs::directory_iterator(o.out, ec)) {
-        if (e.path().filename().string().rfind(".partial-" + it.name + "-", 0) == 0) fs::remove_all(e.path(), ec);
+        if (is_partial_folder_of(e.path().filename().string(), it.name)) fs::remove_all(e.path(), ec);
       }
     }
   }
+  if (!changed.empty()) {
+    json then;
+    try {
+      then = json::parse(read_file(o.out / changed.front()->name / "result.json")).value("settings", json::object());
+    } catch (const std::exception&) {
+    }
+    const std::string what = fmt::format("{} finished input{} in {} (first: {}) {} made with other settings — {}",
+                                         changed.size(), changed.size() == 1 ? "" : "s", o.out.string(),
+                                         changed.front()->source, changed.size() == 1 ? "was" : "were",
+                                         settings_difference(then, settings));
+    FACETEX_CHECK_USAGE(o.overwrite, "{}; give another --out, or --overwrite to replace them", what);
+    log.warn("{}; --overwrite: they are reconstructed again", what);
+  }
+  if (retried > 0) log.info("{} inputs that ended no_face or bad_input under other settings are tried again", retried);
   auto write_manifest = [&]() {
     std::string text;
     for (int64_t i = mine.begin; i < mine.end; ++i) {
@@ -797,7 +904,10 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
   Reconstructor rec(o);
   res.lpips = rec.lpips();
   auto record = [&](const InputItem& it, const std::string& status, const std::string& message) {
-    lines[it.source] = json{{"input", it.source}, {"name", it.name}, {"status", status}, {"message", message}};
+    lines[it.source] = json{{"input", it.source},   {"name", it.name},
+                            {"status", status},     {"message", message},
+                            {"settings_digest", digest}, {"geometry_digest", geometry},
+                            {"max_pixels", o.max_pixels}};
     metrics::counter("facetex_reconstruct_items_total", "Inputs finished by facetex reconstruct, by status",
                      {{"status", status}})
         .inc();

@@ -17,7 +17,9 @@
 // frame, masked crop metrics of spec §9.1; settings). An item folder is written under a temporary name and renamed
 // when complete. The job manifest (manifest.jsonl, or manifest.part-<i>-of-<N>.jsonl for --part) has one line per
 // input of the part: ok | no_face | bad_input | error with a message; it is rewritten atomically after every batch.
-// A re-run skips inputs whose status is final (ok with its folder present, no_face, bad_input) and retries errors.
+// A re-run skips inputs whose status is final — ok with its folder present and made with the same settings
+// (ReconstructOptions::overwrite says what happens otherwise); no_face or bad_input under the same settings — and
+// retries errors.
 // A preemption signal (SIGTERM/SIGUSR1) lets the current batch finish and write, then the job returns preempted.
 #pragma once
 
@@ -96,6 +98,10 @@ struct ReconstructOptions {
   models::face3d::LandmarkFitOptions fit;
   std::string device = "cpu";
   uint64_t seed = 0;
+  // A re-run skips finished items made with the same settings (result.json's settings_digest: what the outputs
+  // depend on), and refuses to start when some were made with other settings, naming them — unless `overwrite`, which
+  // reconstructs those items again (each old folder is replaced only once its new one is complete).
+  bool overwrite = false;
   // Identity term (off at 0): loss += id_weight · (1 − cos(desc(chip(synth)), desc(chip(target)))) per image, with
   // dlib's face-recognition ResNet (models/aux/dlib_face_resnet.h) on differentiable 150x150 dlib chips of the crop
   // frame (the chip geometry from the target's 68 landmarks, mapped into the crop). face_api: face-api's folder

@@ -226,6 +226,30 @@ TEST(Reconstruct, EndToEndOutputsManifestStatusesAndRerun) {
   EXPECT_NE(r.out.find("0 ok, 0 no face, 0 bad input, 0 errors, 8 finished earlier"), std::string::npos) << r.out;
   EXPECT_EQ(fs::last_write_time(out / "a_face" / "result.json"), mtime);
   EXPECT_EQ(manifest(out / "manifest.jsonl").size(), 8u);
+  // The batch only changes the cost: still finished.
+  r = run_facetex(common_args(in, out, "--batch 3 --max-pixels 20000000"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("8 finished earlier"), std::string::npos) << r.out;
+  // Other steps: the finished outputs are not this job's; refused, naming the setting, and nothing is touched.
+  r = run_facetex(common_args(in, out, "--batch 2 --max-pixels 20000000", 7));
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("3 finished inputs in"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("steps: 6 then, 7 now"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--overwrite"), std::string::npos) << r.err;
+  EXPECT_EQ(fs::last_write_time(out / "a_face" / "result.json"), mtime);
+  // --overwrite redoes the three (their new folders replace the old ones); another --max-pixels retries the bad
+  // inputs (the 8000x8000 header now passes the check and fails to decode); the no-face inputs stay final.
+  r = run_facetex(common_args(in, out, "--batch 2 --overwrite", 7));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("3 ok, 0 no face, 3 bad input, 0 errors, 2 finished earlier"), std::string::npos) << r.out;
+  EXPECT_EQ(json::parse(test::read_bytes(out / "a_face" / "result.json"))["settings"]["steps"], 7);
+  EXPECT_EQ(manifest(out / "manifest.jsonl").at("huge.png")["status"], "bad_input");
+  for (const auto& e : fs::directory_iterator(out)) {
+    EXPECT_NE(e.path().filename().string().rfind(".partial", 0), 0u) << e.path();
+  }
+  r = run_facetex(common_args(in, out, "--batch 2", 7));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("8 finished earlier"), std::string::npos) << r.out;
 
   // One photo as --inputs: a job of one, named after the file.
   r = run_facetex(common_args(in / "a_face.jpg", dir / "one"));
@@ -277,7 +301,7 @@ TEST(Reconstruct, BatchedAndOneAtATimeAgree) {
     }
     for (const char* run : {"b4", "b4g"}) {
       const json a = json::parse(test::read_bytes(dir / run / name / "result.json"));
-      EXPECT_EQ(a["settings"]["modconv"], std::string(run) == "b4" ? "auto" : "grouped");
+      EXPECT_EQ(a["run_settings"]["modconv"], std::string(run) == "b4" ? "auto" : "grouped");
       const auto wa = a["w"].get<std::vector<double>>(), wb = b["w"].get<std::vector<double>>();
       ASSERT_EQ(wa.size(), wb.size());
       double max_dw = 0;
@@ -380,8 +404,8 @@ torch.jit.script(Stub()).save(sys.argv[1])
   for (const char* name : {"a", "b"}) {
     const json a = json::parse(test::read_bytes(dir / "chunk1" / name / "result.json"));
     const json b = json::parse(test::read_bytes(dir / "chunk2" / name / "result.json"));
-    EXPECT_EQ(a["settings"]["lpips_batch"], 1);
-    EXPECT_EQ(b["settings"]["lpips_batch"], 2);
+    EXPECT_EQ(a["run_settings"]["lpips_batch"], 1);
+    EXPECT_EQ(b["run_settings"]["lpips_batch"], 2);
     const auto wa = a["w"].get<std::vector<double>>(), wb = b["w"].get<std::vector<double>>();
     ASSERT_EQ(wa.size(), wb.size());
     double max_dw = 0;

@@ -8,6 +8,8 @@
 
 #include "core/error.h"
 #include "tests/support/fixtures.h"
+#include "models/face3d/morphable_model.h"
+#include "train/annotate.h"
 #include "train/shards_face_model.h"
 
 using namespace facetex;
@@ -127,4 +129,23 @@ TEST(ShardsFaceModel, TheShardsModelIsTheDefaultAndAConfiguredOneOverrides) {
   const std::string none = message_of<UsageError>([&] { resolve_dataset_face_model("", "", tmp / "packed"); });
   EXPECT_NE(none.find("records none"), std::string::npos) << none;
   EXPECT_NE(none.find("set model.face_model_mat and model.face_model_uv"), std::string::npos) << none;
+}
+
+// --model MAT:UV with ':' inside the paths (a folder named after a time or a host:port): split where the left side
+// names a file, so that the model loads; a missing file is still named.
+TEST(ShardsFaceModel, ModelSpecPathsMayHoldColons) {
+  test::TempDir tmp;
+  models::face3d::SyntheticModelOptions so;
+  so.grid = 8;
+  const auto model = models::face3d::make_synthetic_model(so);
+  const fs::path dir = tmp / "run:12:00", mat = dir / "m:1.mat", uv = dir / "uv:1.npy";
+  fs::create_directories(dir);
+  models::face3d::save_morphable_model(model, mat, uv);
+  const ModelChoice c = load_model_choice(mat.string() + ":" + uv.string(), 0, 40, tmp.path());
+  EXPECT_EQ(c.name, mat.string() + ":" + uv.string());
+  EXPECT_TRUE(c.model.mean_shape.equal(model.mean_shape));
+  EXPECT_TRUE(c.model.uv.equal(model.uv));
+  const std::string missing = message_of<DataError>([&] { load_model_choice(mat.string() + ":" + (dir / "no.npy").string(), 0, 40, tmp.path()); });
+  EXPECT_NE(missing.find("no.npy"), std::string::npos) << missing;
+  EXPECT_NE(message_of<UsageError>([&] { load_model_choice("model.mat", 0, 40, tmp.path()); }).find("MAT:UV"), std::string::npos);
 }
