@@ -27,13 +27,15 @@ struct Fnv64 {
   std::string hex() const { return fmt::format("{:016x}", h); }
 };
 
-// What a job records of a weights file it used: its path, size and modification time — cheap for files of
-// gigabytes, and different after the file is rewritten (or copied elsewhere, which only costs a redo).
+// What a job records of a weights file it used: its absolute path, size and modification time — cheap for files of
+// gigabytes, the same from any working directory, and different after the file is rewritten (or copied elsewhere,
+// which only costs a redo or a refusal).
 inline std::string file_stamp(const std::filesystem::path& path) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   const auto mtime = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
-  return fmt::format("{} size={} mtime={}", path.string(), size, mtime);
+  const std::filesystem::path where = std::filesystem::absolute(path, ec).lexically_normal();
+  return fmt::format("{} size={} mtime={}", where.string(), size, mtime);
 }
 
 }  // namespace facetex

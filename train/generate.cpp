@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <set>
 
 #include "core/atomic_file.h"
+#include "core/digest.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "data/image_codec.h"
@@ -21,6 +23,7 @@
 #include "models/stylegan2/generator.h"
 #include "models/weights/weight_file.h"
 #include "train/face_renderer.h"
+#include "train/job_settings.h"
 
 namespace facetex::train {
 
@@ -103,12 +106,21 @@ bool all_exist(const fs::path& dir, const std::string& stem, std::initializer_li
   return true;
 }
 
-// Drives the batches: skips finished seeds, calls `run` with up to `batch` pending seeds, reports progress, stops
-// between batches when asked.
+// The settings every generate job's outputs depend on (besides its own files and values); not the batch, device
+// or part: outputs depend on the seed alone.
+nlohmann::json common_settings(const GenerateCommon& c, const char* kind) {
+  return nlohmann::json{{"kind", kind}, {"truncation_psi", c.truncation_psi}, {"noise_mode", sg::noise_mode_name(c.noise)}};
+}
+
+// Drives the batches: claims the output folder for `settings` (OUT/generate.json: a folder made with other settings
+// is refused, since its seeds would be skipped as finished), skips finished seeds, calls `run` with up to `batch`
+// pending seeds, reports progress, stops between batches when asked.
 template <typename Done, typename Run>
-GenerateResult drive(const GenerateCommon& c, const char* label, Done done, Run run) {
+GenerateResult drive(const GenerateCommon& c, const char* label, const nlohmann::json& settings, Done done, Run run) {
   FACETEX_CHECK_USAGE(c.batch >= 1, "--batch must be at least 1, got {}", c.batch);
   fs::create_directories(c.out);
+  claim_output_settings(c.out / "generate.json", "facetex-generate", settings,
+                        "use another --out, or remove the folder to generate anew");
   GenerateResult r;
   std::vector<uint32_t> pending;
   for (uint32_t s : c.seeds) {
@@ -273,7 +285,13 @@ GenerateResult generate_textured(const TexturedOptions& o) {
       data::write_png((c.out / (stem + "_front.png")).string(), to_image(rendered[i]));
     }
   };
-  return drive(c, "generate textured", done, run);
+  nlohmann::json settings = common_settings(c, "textured");
+  settings["checkpoint"] = file_stamp(o.checkpoint);
+  settings["background_generator"] = file_stamp(o.background_generator);
+  settings["dfr"] = file_stamp(o.dfr);
+  settings["face_model"] = file_stamp(o.face_model_mat) + " : " + file_stamp(o.face_model_uv);
+  settings["render_resolution"] = res;
+  return drive(c, "generate textured", settings, done, run);
 }
 
 GenerateResult generate_pairs(const PairsOptions& o) {
@@ -316,7 +334,10 @@ GenerateResult generate_pairs(const PairsOptions& o) {
       write_npy_float32(c.out / (stem + "_ws.npy"), ws.narrow(0, i, 1));  // last: marks the pair complete
     }
   };
-  return drive(c, "generate pairs", done, run);
+  nlohmann::json settings = common_settings(c, "pairs");
+  settings["generator"] = file_stamp(o.generator);
+  settings["style_mixing"] = o.style_mixing;
+  return drive(c, "generate pairs", settings, done, run);
 }
 
 }  // namespace facetex::train

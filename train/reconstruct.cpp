@@ -39,6 +39,7 @@
 #include "models/weights/weight_file.h"
 #include "monitoring/metrics.h"
 #include "train/face_renderer.h"
+#include "train/job_settings.h"
 #include "train/lpips_term.h"
 
 namespace fs = std::filesystem;
@@ -234,28 +235,11 @@ json result_settings(const ReconstructOptions& o) {
               {"seed", o.seed}};
 }
 
-std::string settings_digest(const json& settings) {
-  Fnv64 f;
-  f.add(settings.dump());
-  return f.hex();
-}
-
 // The part of result_settings that decides whether a face is found (no_face).
 std::string geometry_digest(const json& settings) {
   json g;
   for (const char* key : {"model", "model_digest", "landmarks", "fit", "recon_weights"}) g[key] = settings.at(key);
-  return settings_digest(g);
-}
-
-// "steps: 1000 then, 200 now; checkpoint: … then, … now" for the settings that differ (keys of `now`).
-std::string settings_difference(const json& then, const json& now) {
-  std::string text;
-  for (const auto& [key, value] : now.items()) {
-    const json old = then.contains(key) ? then.at(key) : json("(not recorded)");
-    if (old == value) continue;
-    text += fmt::format("{}{}: {} then, {} now", text.empty() ? "" : "; ", key, old.dump(), value.dump());
-  }
-  return text.empty() ? "settings not recorded" : text;
+  return job_settings_digest(g);
 }
 
 // A temporary folder of item `name` (".partial-<name>-<pid>[-old]"), exactly: another item's name may extend this
@@ -651,7 +635,7 @@ class Reconstructor {
           {"modconv", modconv_path_name(o_.modconv)},
           {"lpips_batch", o_.lpips_batch},
           {"device", o_.device}}},
-        {"settings_digest", settings_digest(settings)},
+        {"settings_digest", job_settings_digest(settings)},
         {"seconds", seconds},
         {"created_by", fmt::format("facetex {} reconstruct", FACETEX_VERSION)}};
     write_bytes(tmp / "result.json", result.dump(2) + "\n");
@@ -821,7 +805,7 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
   }
   // What the outputs depend on (result_settings): a finished item made with other settings is not this job's result.
   const json settings = result_settings(o);
-  const std::string digest = settings_digest(settings), geometry = geometry_digest(settings);
+  const std::string digest = job_settings_digest(settings), geometry = geometry_digest(settings);
   std::vector<const InputItem*> pending;
   std::vector<const InputItem*> changed;  // finished with other settings
   int64_t retried = 0;                    // no_face / bad_input under other settings: tried again
@@ -876,10 +860,11 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
       then = json::parse(read_file(o.out / changed.front()->name / "result.json")).value("settings", json::object());
     } catch (const std::exception&) {
     }
+    const std::string difference = job_settings_difference(then, settings);
     const std::string what = fmt::format("{} finished input{} in {} (first: {}) {} made with other settings — {}",
                                          changed.size(), changed.size() == 1 ? "" : "s", o.out.string(),
                                          changed.front()->source, changed.size() == 1 ? "was" : "were",
-                                         settings_difference(then, settings));
+                                         difference.empty() ? "their settings digest differs" : difference);
     FACETEX_CHECK_USAGE(o.overwrite, "{}; give another --out, or --overwrite to replace them", what);
     log.warn("{}; --overwrite: they are reconstructed again", what);
   }

@@ -17,6 +17,14 @@ NoiseMode parse_noise_mode(const std::string& text) {
   throw UsageError(fmt::format("noise mode must be random, const or none, got '{}'", text));
 }
 
+const char* noise_mode_name(NoiseMode mode) {
+  switch (mode) {
+    case NoiseMode::kRandom: return "random";
+    case NoiseMode::kConst: return "const";
+    default: return "none";
+  }
+}
+
 at::Tensor modulated_conv2d(const at::Tensor& x_in, const at::Tensor& weight_in, const at::Tensor& styles_in,
                             const ModulatedConvArgs& a) {
   const int64_t batch = x_in.size(0), out_channels = weight_in.size(0), in_channels = weight_in.size(1);

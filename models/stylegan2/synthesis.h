@@ -17,6 +17,7 @@ namespace facetex::models::stylegan2 {
 
 enum class NoiseMode { kRandom, kConst, kNone };
 NoiseMode parse_noise_mode(const std::string& text);  // random | const | none
+const char* noise_mode_name(NoiseMode mode);
 
 struct SynthesisOptions {
   NoiseMode noise_mode = NoiseMode::kRandom;

@@ -195,6 +195,17 @@ TEST(GenerateTextured, WritesMeshesTexturesAndRendersIndependentOfBatch) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("generated 1, skipped 2"), std::string::npos) << r.out;
   EXPECT_EQ(read_file(a / "seed0002_front.png"), read_file(b / "seed0002_front.png"));
+  // Other settings into the same folder would take its seeds as finished: refused, naming the difference.
+  const auto before = fs::last_write_time(a / "seed0001.obj");
+  r = run_facetex(textured_args(a, "0-3", 2, "--trunc 0.5"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("generate.json: the outputs in"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("truncation_psi: 0.7 then, 0.5 now"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(a / "seed0003.obj"));
+  r = run_facetex(fmt::format("generate pairs --generator {} --seeds 0 --out {}", f.bg_G.string(), a.string()));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("kind: \"textured\" then, \"pairs\" now"), std::string::npos) << r.err;
+  EXPECT_EQ(fs::last_write_time(a / "seed0001.obj"), before);
 }
 
 TEST(GenerateTextured, PartsSliceTheSeeds) {
