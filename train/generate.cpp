@@ -13,6 +13,7 @@
 #include "core/atomic_file.h"
 #include "core/digest.h"
 #include "core/error.h"
+#include "core/npy.h"
 #include "core/progress.h"
 #include "data/image_codec.h"
 #include "models/aux/dfr_model.h"
@@ -207,21 +208,7 @@ std::vector<double> numpy_randn(uint32_t seed, int64_t n) {
 
 void write_npy_float32(const fs::path& path, const at::Tensor& array) {
   const at::Tensor a = array.detach().to(at::kFloat).cpu().contiguous();
-  std::string shape = "(";
-  for (int64_t d = 0; d < a.dim(); ++d) shape += fmt::format("{}{}", d > 0 ? ", " : "", a.size(d));
-  shape += a.dim() == 1 ? ",)" : ")";
-  std::string header = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': {}, }}", shape);
-  // magic (6) + version (2) + header length (2) + header + '\n', padded with spaces to a multiple of 64.
-  const size_t total = 10 + header.size() + 1;
-  header.append((64 - total % 64) % 64, ' ');
-  header += '\n';
-  std::string bytes("\x93NUMPY\x01\x00", 8);
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  bytes.push_back(static_cast<char>(len & 0xFF));
-  bytes.push_back(static_cast<char>(len >> 8));
-  bytes += header;
-  bytes.append(reinterpret_cast<const char*>(a.data_ptr<float>()), static_cast<size_t>(a.numel()) * sizeof(float));
-  write_file_atomic(path, bytes);
+  write_file_atomic(path, npy_float32(a.data_ptr<float>(), a.sizes().vec()));
 }
 
 GenerateResult generate_textured(const TexturedOptions& o) {

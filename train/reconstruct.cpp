@@ -22,6 +22,7 @@
 #include "core/digest.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/npy.h"
 #include "core/progress.h"
 #include "core/version.h"
 #include "core/work_pool.h"
@@ -592,6 +593,11 @@ class Reconstructor {
     write_bytes(tmp / "mask.png", image_png(full_mask * 255));
     write_bytes(tmp / "mask_crop.png", image_png(crop_mask * 255));
     write_bytes(tmp / "rendered_rot.png", image_png((rotated.rgb[0] * rotated.mask[0]).to(at::kCPU)));
+    {  // project_single_texture.py's projected_w.npz: key w, (1, num_ws, w_dim) float32 — the W-space w broadcast
+      const at::Tensor ws = w.detach().to(at::kCPU, at::kFloat).reshape({1, 1, -1}).expand({1, G_->num_ws(), w.numel()})
+                                .contiguous();
+      write_bytes(tmp / "projected_w.npz", npz_archive({{"w", npy_float32(ws.data_ptr<float>(), ws.sizes().vec())}}));
+    }
     const f3::PosedFace posed = f3::pose_face(o_.model, f3::split_coeffs(p.coeffs, layout_));
     f3::write_textured_obj(tmp, "proj_model", posed.vertices[0], o_.model.uv.to(at::kCPU), o_.model.triangles.to(at::kCPU),
                            texture.round().to(at::kByte));

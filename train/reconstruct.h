@@ -13,7 +13,8 @@
 //
 // Outputs per image OUT/<name>/ (the spec's test_celeba files): proj_tex.png (UV texture), proj_model.obj/.mtl/.png,
 // proj_composed.png (full frame), proj_composed_crop.png, mask.png, mask_crop.png, target.png, target_crop.png,
-// rendered_rot.png (yaw 0.5 rad, crop frame, black background) and result.json (scores: PSNR/SSIM/L1 on the full
+// rendered_rot.png (yaw 0.5 rad, crop frame, black background), projected_w.npz (key w, (1, num_ws, w_dim) float32,
+// as project_single_texture.py writes it) and result.json (scores: PSNR/SSIM/L1 on the full
 // frame, masked crop metrics of spec §9.1; settings). An item folder is written under a temporary name and renamed
 // when complete. The job manifest (manifest.jsonl, or manifest.part-<i>-of-<N>.jsonl for --part) has one line per
 // input of the part: ok | no_face | bad_input | error with a message; it is rewritten atomically after every batch.

@@ -17,6 +17,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/npy.h"
 
 namespace fs = std::filesystem;
 
@@ -305,21 +306,8 @@ at::Tensor read_uv_npy(const fs::path& file) {
 }
 
 std::string npy_bytes(const at::Tensor& uv) {
-  at::Tensor t = uv.to(at::kCPU, at::kFloat).contiguous();
-  std::string header = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", t.size(0),
-                                   t.size(1));
-  // Like numpy: pad with spaces and end with '\n' so that magic + length + header is a multiple of 64 bytes.
-  const size_t unpadded = kNpyMagic.size() + 2 + 2 + header.size() + 1;
-  header.append((64 - unpadded % 64) % 64, ' ');
-  header += '\n';
-  std::string out(kNpyMagic);
-  out += '\x01';
-  out += '\x00';
-  out += static_cast<char>(header.size() & 0xff);
-  out += static_cast<char>((header.size() >> 8) & 0xff);
-  out += header;
-  out.append(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * sizeof(float));
-  return out;
+  const at::Tensor t = uv.to(at::kCPU, at::kFloat).contiguous();
+  return npy_float32(t.data_ptr<float>(), {t.size(0), t.size(1)});
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -39,11 +39,7 @@ namespace sg = models::stylegan2;
 
 test::CommandResult run_facetex(const std::string& args) { return test::run_command(FACETEX_BINARY_PATH " " + args); }
 
-const fs::path& checkpoint() {
-  static test::TempDir dir;
-  static fs::path file;
-  if (!file.empty()) return file;
-  file = dir / "ckpt.h5";
+sg::GeneratorConfig test_generator_config() {
   sg::GeneratorConfig c;
   c.z_dim = c.mapping.z_dim = 64;
   c.w_dim = c.mapping.w_dim = c.synthesis.w_dim = 64;
@@ -51,6 +47,15 @@ const fs::path& checkpoint() {
   c.mapping.num_layers = 2;
   c.synthesis.channel_base = 256;
   c.synthesis.channel_max = 16;
+  return c;
+}
+
+const fs::path& checkpoint() {
+  static test::TempDir dir;
+  static fs::path file;
+  if (!file.empty()) return file;
+  file = dir / "ckpt.h5";
+  const sg::GeneratorConfig c = test_generator_config();
   at::manual_seed(5);
   sg::Generator G(c);
   {
@@ -213,6 +218,19 @@ TEST(Reconstruct, EndToEndOutputsManifestStatusesAndRerun) {
     EXPECT_GT(res["scores"]["ssim"].get<double>(), 0.3);  // the photo outside the face is kept
     EXPECT_NE(res["lpips"].get<std::string>().find("off"), std::string::npos);
     EXPECT_EQ(res["settings"]["steps"], 6);
+    // projected_w.npz: the result's w broadcast to every layer, as NumPy reads it (skipped without python3-numpy).
+    if (test::run_command("/usr/bin/python3 -c 'import numpy'").exit_code == 0) {
+      const auto w = res["w"].get<std::vector<float>>();
+      const auto py = test::run_command(fmt::format(
+          "/usr/bin/python3 -c \"import numpy as np; w = np.load('{}')['w']; print(w.dtype, w.shape, "
+          "float(abs(w - w[:, :1]).max()), repr(float(w[0, 0, 0])), repr(float(w[0, 0, -1])))\"",
+          (d / "projected_w.npz").string()));
+      ASSERT_EQ(py.exit_code, 0) << py.err;
+      const int num_ws = sg::Generator(test_generator_config()).num_ws();
+      EXPECT_EQ(py.out, fmt::format("float32 (1, {}, {}) 0.0 {} {}\n", num_ws, w.size(), double(w.front()),
+                                    double(w.back())))
+          << py.out;
+    }
   }
   for (const char* none : {"dogs", "noise", "truncated", "huge", "notes"}) EXPECT_FALSE(fs::exists(out / none));
   for (const auto& e : fs::directory_iterator(out)) {

@@ -1,4 +1,4 @@
-// core/: config precedence and errors, job partitioning, CRC-32, atomic files, HDF5 helpers, env params.
+// core/: config precedence and errors, job partitioning, CRC-32, NumPy files, atomic files, HDF5 helpers, env params.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/fatal_signal.h"
 #include "core/h5.h"
+#include "core/npy.h"
 #include "core/partition.h"
 #include "core/work_pool.h"
 #include "tests/support/fixtures.h"
@@ -105,6 +106,35 @@ TEST(Crc32, MatchesTheZlibCheckValue) {
   EXPECT_EQ(crc32(s, 9), 0xCBF43926u);  // the standard CRC-32 check value (zlib.crc32(b"123456789"))
   EXPECT_EQ(crc32(s + 4, 5, crc32(s, 4)), 0xCBF43926u);  // incremental
   EXPECT_EQ(crc32(s, 0), 0u);
+}
+
+// What the writers make, read by NumPy itself (skipped without python3-numpy): shapes, values, and an .npz of two
+// members — including the 1-d and 0-d shapes whose header tuples differ.
+TEST(NumpyFiles, NpyAndNpzLoadWithNumpy) {
+  if (test::run_command("/usr/bin/python3 -c 'import numpy'").exit_code != 0) GTEST_SKIP() << "no python3-numpy";
+  test::TempDir dir;
+  std::vector<float> v(2 * 3 * 5);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 0.25f * static_cast<float>(i) - 3.0f;
+  const float scalar = 7.5f;
+  write_file_atomic(dir / "a.npy", npy_float32(v.data(), {2, 3, 5}));
+  write_file_atomic(dir / "b.npz", npz_archive({{"w", npy_float32(v.data(), {30})}, {"s", npy_float32(&scalar, {})}}));
+  write_file_atomic(dir / "empty.npy", npy_float32(v.data(), {0, 4}));
+  const std::string script = fmt::format(
+      "import numpy as np\n"
+      "a = np.load('{0}/a.npy'); z = np.load('{0}/b.npz'); e = np.load('{0}/empty.npy')\n"
+      "ref = (0.25 * np.arange(30) - 3).astype(np.float32)\n"
+      "assert a.dtype == np.float32 and a.shape == (2, 3, 5) and (a.ravel() == ref).all(), a\n"
+      "assert sorted(z.files) == ['s', 'w'] and z['w'].shape == (30,) and (z['w'] == ref).all()\n"
+      "assert z['s'].shape == () and float(z['s']) == 7.5 and e.shape == (0, 4)\n"
+      "print('numpy ok')\n",
+      dir.path().string());
+  test::write_bytes(dir / "check.py", script);
+  const auto r = test::run_command("/usr/bin/python3 " + (dir / "check.py").string());
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("numpy ok"), std::string::npos) << r.out << r.err;
+  // The header is padded so that the data starts at a multiple of 64 bytes, as numpy writes it.
+  const std::string a = npy_float32(v.data(), {2, 3, 5});
+  EXPECT_EQ((a.size() - v.size() * sizeof(float)) % 64, 0u);
 }
 
 TEST(AtomicFile, CommitReplacesAtomicallyAndAbandonedWritesLeaveNoTrace) {
