@@ -103,8 +103,8 @@ void add_generate_commands(Cli& cli) {
 
   CLI::App* pairs = gen->add_subcommand(
       "pairs",
-      "The public generate script's (image, ws) pairs, DFR/RigNet training data: seedNNNN.png and seedNNNN_ws.npy "
-      "(float32 (1, num_ws, w_dim), after truncation and style mixing). Exit codes as for textured");
+      "The public generate script's (image, ws) pairs, DFR/RigNet training data: seedNNNN.png and seedNNNN.npz "
+      "(key ws: float32 (1, num_ws, w_dim), after truncation and style mixing). Exit codes as for textured");
   cli.required(pairs, "--generator", "generate.generator", "The 2D generator (G_ema, else G)");
   cli.option(pairs, "--style-mixing", "generate.style_mixing",
              "Style-mixing probability (generate.py: 0.9; cutoff and mixing z from a generator seeded with the seed)",

@@ -206,11 +206,6 @@ std::vector<double> numpy_randn(uint32_t seed, int64_t n) {
   return out;
 }
 
-void write_npy_float32(const fs::path& path, const at::Tensor& array) {
-  const at::Tensor a = array.detach().to(at::kFloat).cpu().contiguous();
-  write_file_atomic(path, npy_float32(a.data_ptr<float>(), a.sizes().vec()));
-}
-
 GenerateResult generate_textured(const TexturedOptions& o) {
   const GenerateCommon& c = o.common;
   require_file(o.face_model_mat, "face model");
@@ -290,7 +285,7 @@ GenerateResult generate_pairs(const PairsOptions& o) {
   const int64_t z_dim = G->config().z_dim, num_ws = G->num_ws();
   const sg::Truncation trunc{c.truncation_psi, std::nullopt};
 
-  const auto done = [&](uint32_t seed) { return all_exist(c.out, stem_of(seed), {".png", "_ws.npy"}); };
+  const auto done = [&](uint32_t seed) { return all_exist(c.out, stem_of(seed), {".png", ".npz"}); };
   const auto run = [&](const std::vector<uint32_t>& seeds) {
     at::NoGradGuard no_grad;
     const int64_t b = static_cast<int64_t>(seeds.size());
@@ -318,7 +313,10 @@ GenerateResult generate_pairs(const PairsOptions& o) {
     for (int64_t i = 0; i < b; ++i) {
       const std::string stem = stem_of(seeds[static_cast<size_t>(i)]);
       data::write_png((c.out / (stem + ".png")).string(), to_image(img[i]));
-      write_npy_float32(c.out / (stem + "_ws.npy"), ws.narrow(0, i, 1));  // last: marks the pair complete
+      // Last: marks the pair complete. generate.py's .npz, key ws.
+      const at::Tensor one = ws.narrow(0, i, 1).to(at::kCPU, at::kFloat).contiguous();
+      write_file_atomic(c.out / (stem + ".npz"),
+                        npz_archive({{"ws", npy_float32(one.data_ptr<float>(), one.sizes().vec())}}));
     }
   };
   nlohmann::json settings = common_settings(c, "pairs");

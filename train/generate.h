@@ -72,12 +72,9 @@ struct PairsOptions {
   double style_mixing = 0.9;
 };
 
-// Per seed: seed%04d.png (the 2D generator's image, (x + 1) * 127.5 clamped to uint8) and seed%04d_ws.npy
-// (float32 (1, num_ws, w_dim), the ws that made it — after truncation and style mixing), the npy last. Skip when
-// both exist.
+// Per seed: seed%04d.png (the 2D generator's image, (x + 1) * 127.5 clamped to uint8) and seed%04d.npz (key ws:
+// float32 (1, num_ws, w_dim), the ws that made it — after truncation and style mixing — as generate.py's .npz), the
+// npz last. Skip when both exist.
 GenerateResult generate_pairs(const PairsOptions& options);
-
-// Writes a little-endian float32 .npy of `array` (any shape, made contiguous on the CPU), atomically.
-void write_npy_float32(const std::filesystem::path& path, const at::Tensor& array);
 
 }  // namespace facetex::train
