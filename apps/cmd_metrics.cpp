@@ -8,6 +8,7 @@
 #include "cluster/world.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "train/metrics/feature_cache.h"
 #include "train/metrics/features.h"
 #include "train/metrics/fid_kid.h"
 #include "train/metrics/recon_eval.h"
@@ -35,10 +36,15 @@ void add_feature_options(Cli& cli, CLI::App* cmd) {
   cli.option(cmd, "--batch", "metrics.batch", "Images per feature batch", "32");
   cli.option(cmd, "--device", "metrics.device", "cpu | cuda", "cpu");
   cli.option(cmd, "--out", "metrics.out", "Also write the result as JSON to this file (rank 0)");
+  cli.option(cmd, "--cache", "metrics.cache",
+             "Folder that keeps the --real set's features between runs, keyed by its images (files' paths, sizes and "
+             "times, or a dataset's manifest), the extractor's weights and --max-items; 'off' disables",
+             "$FACETEX_CACHE_DIR, else ~/.cache/facetex");
 }
 
 struct FeatureSets {
   at::Tensor real, fake;
+  train::metrics::CachedFeatures real_cache;
   std::unique_ptr<train::metrics::FeatureExtractor> extractor;
   std::shared_ptr<cluster::Communicator> comm;
 };
@@ -54,16 +60,23 @@ FeatureSets gather(const Config& c) {
   const int64_t max_items = c.get_int("metrics.max_items", 0);
   const int batch = static_cast<int>(c.get_int("metrics.batch", 32));
   const train::metrics::ImageSource real(c.require_string("metrics.real")), fake(c.require_string("metrics.fake"));
-  s.real = train::metrics::gather_features(real, *s.extractor, s.comm.get(), max_items, batch);
+  const std::string cache = c.get_string("metrics.cache", "");
+  const std::filesystem::path cache_dir =
+      cache == "off"  ? std::filesystem::path()
+      : cache.empty() ? train::metrics::default_feature_cache_dir()
+                      : std::filesystem::path(cache);
+  s.real_cache = train::metrics::gather_features_cached(real, *s.extractor, s.comm.get(), max_items, batch, cache_dir);
+  s.real = s.real_cache.features;
   s.fake = train::metrics::gather_features(fake, *s.extractor, s.comm.get(), max_items, batch);
   return s;
 }
 
 void report(const Config& c, const FeatureSets& s, const std::string& label, double value) {
   if (s.comm->rank() != 0) return;
-  std::printf("%s %.6f (real %lld, fake %lld, %s features %lld-D, ranks %d)\n", label.c_str(), value,
-              static_cast<long long>(s.real.size(0)), static_cast<long long>(s.fake.size(0)),
-              s.extractor->name().c_str(), static_cast<long long>(s.extractor->dim()), s.comm->size());
+  std::printf("%s %.6f (real %lld%s, fake %lld, %s features %lld-D, ranks %d)\n", label.c_str(), value,
+              static_cast<long long>(s.real.size(0)), s.real_cache.hit ? " from the feature cache" : "",
+              static_cast<long long>(s.fake.size(0)), s.extractor->name().c_str(),
+              static_cast<long long>(s.extractor->dim()), s.comm->size());
   const std::string out = c.get_string("metrics.out", "");
   if (!out.empty()) {
     nlohmann::json j{{"metric", label},
@@ -71,6 +84,9 @@ void report(const Config& c, const FeatureSets& s, const std::string& label, dou
                      {"real_items", s.real.size(0)},
                      {"fake_items", s.fake.size(0)},
                      {"features", s.extractor->name()},
+                     {"real_features_cache", s.real_cache.file.empty() ? nlohmann::json(nullptr)
+                                                                       : nlohmann::json(s.real_cache.file.string())},
+                     {"real_features_cached", s.real_cache.hit},
                      {"ranks", s.comm->size()}};
     write_file_atomic(out, j.dump(2) + "\n");
   }

@@ -16,7 +16,7 @@ mkdir -p "$T/a" "$T/b"
 cp "$ASSETS"/dlib/johns/John_Salley/*.jpg "$ASSETS"/dlib/johns/John_Savage/*.jpg "$T/a/"
 cp "$ASSETS"/dlib/johns/John_Simm/*.jpg "$ASSETS"/dlib/johns/John_Shimkus/*.jpg "$T/b/"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader \
-  OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1 FACETEX_COMM_TIMEOUT=120
+  OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1 FACETEX_COMM_TIMEOUT=120 FACETEX_CACHE_DIR=$T/cache
 common=(--face-api "$MANIFEST" --batch 8)
 value() { /usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 fail() { echo "FAIL: $*"; exit 1; }
@@ -25,6 +25,18 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$BIN" metrics fid --real "$T/a" --fake "$T/b" "${common[@]}" --out "$T/fid1.json"
 "$BIN" metrics kid --real "$T/a" --fake "$T/b" "${common[@]}" --subsets 10 --out "$T/kid1.json"
 [[ $(value "$T/fid1.json" metric) == FID_dlib ]] || fail "stand-in FID must be labelled FID_dlib"
+# The real set's features: extracted by the first run, read from the cache by the next ones (same value as without
+# the cache); a changed real image is a miss.
+[[ $(value "$T/fid_self.json" real_features_cached) == False ]] || fail "first run cannot hit the cache"
+[[ $(value "$T/fid1.json" real_features_cached) == True ]] || fail "second run must read the cached real features"
+"$BIN" metrics fid --real "$T/a" --fake "$T/b" "${common[@]}" --cache off --out "$T/fid1_nocache.json"
+[[ $(value "$T/fid1_nocache.json" value) == $(value "$T/fid1.json" value) ]] || fail "cached features differ"
+[[ $(value "$T/fid1_nocache.json" real_features_cache) == None ]] || fail "--cache off must not use a cache"
+"$BIN" metrics fid --real "$T/b" --fake "$T/a" "${common[@]}" --max-items 5 --out "$T/fid_b5.json"
+[[ $(value "$T/fid_b5.json" real_features_cached) == False ]] || fail "another set or count is another key"
+touch -d '2001-01-01' "$(ls "$T"/a/*.jpg | head -1)"
+"$BIN" metrics fid --real "$T/a" --fake "$T/b" "${common[@]}" --out "$T/fid_touched.json"
+[[ $(value "$T/fid_touched.json" real_features_cached) == False ]] || fail "a changed image must miss the cache"
 /usr/bin/python3 - "$T" <<'PY'
 import json, sys
 t = sys.argv[1]
@@ -68,7 +80,7 @@ import json, sys
 t = sys.argv[1]
 for name in ("fid", "kid"):
     one, two = json.load(open(f"{t}/{name}1.json")), json.load(open(f"{t}/{name}2.json"))
-    assert two["ranks"] == 2, two
+    assert two["ranks"] == 2 and two["real_features_cached"], two  # both ranks read rank 0's file
     print(f"{one['metric']}: 1 rank {one['value']!r}, 2 ranks {two['value']!r}")
     assert abs(one["value"] - two["value"]) <= 1e-9 * max(1.0, abs(one["value"])), (one, two)
 one, two = json.load(open(f"{t}/recon1.json")), json.load(open(f"{t}/recon2.json"))

@@ -7,6 +7,7 @@
 
 #include "cluster/communicator.h"
 #include "core/atomic_file.h"
+#include "core/digest.h"
 #include "core/error.h"
 #include "data/dataset.h"
 #include "data/image_codec.h"
@@ -19,7 +20,7 @@ namespace {
 
 class InceptionExtractor final : public FeatureExtractor {
  public:
-  InceptionExtractor(const fs::path& file, const c10::Device& device) : device_(device) {
+  InceptionExtractor(const fs::path& file, const c10::Device& device) : device_(device), stamp_(file_stamp(file)) {
     FACETEX_CHECK_DATA(fs::is_regular_file(file), "{}: Inception TorchScript file not found", file.string());
     try {
       module_ = torch::jit::load(file.string(), device);
@@ -29,6 +30,7 @@ class InceptionExtractor final : public FeatureExtractor {
     module_.eval();
   }
   std::string name() const override { return "inception"; }
+  std::string identity() const override { return "inception " + stamp_; }
   int64_t dim() const override { return 2048; }
   at::Tensor features(const at::Tensor& images) override {
     torch::NoGradGuard no_grad;
@@ -43,13 +45,17 @@ class InceptionExtractor final : public FeatureExtractor {
 
  private:
   c10::Device device_;
+  std::string stamp_;
   torch::jit::script::Module module_;
 };
 
 class DlibExtractor final : public FeatureExtractor {
  public:
-  DlibExtractor(const fs::path& manifest, const c10::Device& device) : net_(manifest, device) {}
+  DlibExtractor(const fs::path& manifest, const c10::Device& device)
+      : net_(manifest, device), stamp_(file_stamp(manifest)) {}
   std::string name() const override { return "dlib"; }
+  // The 150x150 antialiased resize is part of what the features are.
+  std::string identity() const override { return "dlib resnet 150 aa " + stamp_; }
   int64_t dim() const override { return models::aux::DlibFaceResNet::kDescriptorSize; }
   at::Tensor features(const at::Tensor& images) override {
     torch::NoGradGuard no_grad;
@@ -63,6 +69,7 @@ class DlibExtractor final : public FeatureExtractor {
 
  private:
   models::aux::DlibFaceResNet net_;
+  std::string stamp_;
 };
 
 bool is_image_file(const fs::path& p) {
@@ -81,11 +88,13 @@ std::unique_ptr<FeatureExtractor> make_dlib_extractor(const fs::path& manifest, 
 }
 
 struct ImageSource::Impl {
+  fs::path root;
   std::vector<fs::path> files;
   std::shared_ptr<const data::Dataset> dataset;
 };
 
 ImageSource::ImageSource(const fs::path& path) : impl_(std::make_unique<Impl>()) {
+  impl_->root = path;
   FACETEX_CHECK_DATA(fs::exists(path), "{}: no such folder", path.string());
   if (fs::is_regular_file(path / "dataset.json")) {
     impl_->dataset = data::Dataset::open(path);
@@ -105,6 +114,24 @@ int64_t ImageSource::size() const {
 std::string ImageSource::describe(int64_t index) const {
   if (impl_->dataset) return fmt::format("{} row {}", impl_->dataset->dir().string(), index);
   return impl_->files.at(index).string();
+}
+
+std::string ImageSource::identity(int64_t n) const {
+  Fnv64 f;
+  f.add(fmt::format("items={}", n));
+  if (impl_->dataset) {
+    f.add("dataset");
+    f.add(read_file(impl_->dataset->dir() / "dataset.json"));
+    return f.hex();
+  }
+  f.add("folder");
+  std::error_code ec;
+  for (int64_t i = 0; i < n && i < size(); ++i) {
+    const fs::path& p = impl_->files[static_cast<size_t>(i)];
+    f.add(p.lexically_relative(impl_->root).string());
+    f.add(fmt::format("{} {}", fs::file_size(p, ec), fs::last_write_time(p, ec).time_since_epoch().count()));
+  }
+  return f.hex();
 }
 
 at::Tensor ImageSource::read(int64_t index) const {

@@ -24,6 +24,8 @@ class FeatureExtractor {
  public:
   virtual ~FeatureExtractor() = default;
   virtual std::string name() const = 0;  // "inception" | "dlib"
+  // What the features depend on besides the images: the name and the weight file's stamp (core/digest.h).
+  virtual std::string identity() const = 0;
   virtual int64_t dim() const = 0;
   // images: [B, 3, H, W] uint8 RGB (one size per call) -> [B, dim] float64 on the CPU.
   virtual at::Tensor features(const at::Tensor& images) = 0;
@@ -47,6 +49,9 @@ class ImageSource {
   // [3, H, W] uint8. DataError naming the item when it cannot be decoded.
   at::Tensor read(int64_t index) const;
   std::string describe(int64_t index) const;
+  // What items [0, n) are, for a cache key: a packed dataset's manifest bytes, or each file's path relative to the
+  // folder, size and modification time.
+  std::string identity(int64_t n) const;
 
  private:
   struct Impl;
