@@ -18,6 +18,19 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
 
 log() { echo "[$(date '+%F %T')] ${SLURM_JOB_NAME:-job} ${SLURM_JOB_ID:-?}: $*" >&2; }
 
+# The part of an array task (the templates' first argument is N, the number of parts — explicit, so that re-running a
+# few failed tasks, e.g. --array=3,7, still splits the same way): sets FACETEX_PART=<task>/N, or logs the usage of
+# TEMPLATE and returns 2.  Usage: facetex_array_part TEMPLATE "facetex COMMAND" N
+facetex_array_part() {
+  local template=$1 command=$2 n=${3:-}
+  if ! [[ "$n" =~ ^[1-9][0-9]*$ ]] || [[ -z "${SLURM_ARRAY_TASK_ID:-}" ]] || ((SLURM_ARRAY_TASK_ID >= n)); then
+    log "usage: sbatch --array=0-<N-1> slurm/$template N [$command options...] (got N='$n', task ${SLURM_ARRAY_TASK_ID:-none})"
+    return 2
+  fi
+  FACETEX_PART="$SLURM_ARRAY_TASK_ID/$n"
+  log "part $FACETEX_PART on $(hostname)"
+}
+
 # Writes this job's Prometheus file_sd targets and removes them when the script exits.
 facetex_prologue() {
   [[ -n "${FACETEX_SD_DIR:-}" && "${FACETEX_METRICS_PORT:-0}" != 0 ]] || return 0

@@ -23,6 +23,7 @@
 #include "models/stylegan2/factory.h"
 #include "models/stylegan2/generator.h"
 #include "models/weights/weight_file.h"
+#include "monitoring/metrics.h"
 #include "train/face_renderer.h"
 #include "train/job_settings.h"
 
@@ -122,6 +123,10 @@ GenerateResult drive(const GenerateCommon& c, const char* label, const nlohmann:
   fs::create_directories(c.out);
   claim_output_settings(c.out / "generate.json", "facetex-generate", settings,
                         "use another --out, or remove the folder to generate anew");
+  // Progress on a dashboard: seeds written by this process (registered at 0, so that a task exports the family).
+  auto& written = metrics::counter("facetex_generate_seeds_total", "Seeds whose files facetex generate wrote, by kind",
+                                   {{"kind", settings.at("kind").get<std::string>()}});
+  written.inc(0);
   GenerateResult r;
   std::vector<uint32_t> pending;
   for (uint32_t s : c.seeds) {
@@ -139,6 +144,7 @@ GenerateResult drive(const GenerateCommon& c, const char* label, const nlohmann:
                                                             std::min(pending.size(), i + static_cast<size_t>(c.batch))));
     run(chunk);
     r.written += static_cast<int64_t>(chunk.size());
+    written.inc(static_cast<double>(chunk.size()));
     progress.advance(static_cast<int64_t>(chunk.size()));
   }
   progress.finish();
