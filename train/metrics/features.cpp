@@ -9,6 +9,7 @@
 #include "core/atomic_file.h"
 #include "core/digest.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "data/dataset.h"
 #include "data/image_codec.h"
 #include "models/aux/dlib_face_resnet.h"
@@ -180,12 +181,17 @@ at::Tensor gather_features(const ImageSource& source, FeatureExtractor& extracto
     rows.push_back(extractor.features(at::stack(pending)));
     pending.clear();
   };
+  // This rank's share; in a job's log (rank 0) a line every FACETEX_PROGRESS_INTERVAL seconds.
+  Progress progress(fmt::format("{} features of {} items", extractor.name(), n), static_cast<int64_t>(mine.size()),
+                    "images", "metrics");
   for (int64_t i : mine) {
     at::Tensor img = source.read(i);
     if (!pending.empty() && (pending.front().sizes() != img.sizes() || static_cast<int>(pending.size()) == batch)) flush();
     pending.push_back(img);
+    progress.advance();
   }
   flush();
+  progress.finish();
   const at::Tensor local = rows.empty() ? at::zeros({0, extractor.dim()}, at::kDouble) : at::cat(rows);
   return allgather_strided_rows(local, n, comm);
 }

@@ -10,6 +10,7 @@
 #include "cluster/communicator.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "data/image_codec.h"
 #include "models/aux/dlib_face_resnet.h"
 #include "models/aux/light_cnn.h"
@@ -107,7 +108,9 @@ ReconEvalReport evaluate_recon(const std::vector<ReconItem>& items, const ReconE
   const int rank = comm ? comm->rank() : 0, size = comm ? comm->size() : 1;
   const int64_t n = static_cast<int64_t>(items.size());
   std::vector<at::Tensor> rows;
+  Progress progress("reconstruction metrics", (n - rank + size - 1) / size, "items", "metrics");
   for (int64_t i = rank; i < n; i += size) {
+    progress.advance();
     const ReconItem& it = items[i];
     const data::Image target = load(it.target), pred = load(it.pred), mask = load(it.mask);
     FACETEX_CHECK_DATA(target.height == pred.height && target.width == pred.width && mask.height == target.height &&
@@ -141,6 +144,7 @@ ReconEvalReport evaluate_recon(const std::vector<ReconItem>& items, const ReconE
     }
     rows.push_back(at::tensor({s.ssim, s.psnr, s.l1, id, face}, at::kDouble).unsqueeze(0));
   }
+  progress.finish();
   const at::Tensor local = rows.empty() ? at::zeros({0, 5}, at::kDouble) : at::cat(rows);
   const at::Tensor all = allgather_strided_rows(local, n, comm);
   ReconEvalReport r;
