@@ -3,11 +3,13 @@
 #include <ATen/Context.h>
 
 #include <cstdio>
+#include <tuple>
 
 #include "apps/cli.h"
 #include "cluster/preemption.h"
 #include "core/error.h"
 #include "core/partition.h"
+#include "models/face3d/morphable_model.h"
 #include "train/generate.h"
 
 namespace facetex::app {
@@ -92,12 +94,8 @@ void add_generate_commands(Cli& cli) {
     o.checkpoint = c.require_string("generate.checkpoint");
     o.background_generator = c.require_string("generate.background_generator");
     o.dfr = c.require_string("generate.dfr");
-    const std::string fm = c.require_string("generate.face_model");
-    const size_t colon = fm.find(':');
-    FACETEX_CHECK_USAGE(colon != std::string::npos && colon > 0 && colon + 1 < fm.size(),
-                        "--face-model must be MAT:UV (a .mat face model and its .npy UVs), got '{}'", fm);
-    o.face_model_mat = fm.substr(0, colon);
-    o.face_model_uv = fm.substr(colon + 1);
+    std::tie(o.face_model_mat, o.face_model_uv) =
+        models::face3d::split_model_files(c.require_string("generate.face_model"), "--face-model");
     return finish(train::generate_textured(o), o.common.out.string());
   });
 
@@ -105,7 +103,9 @@ void add_generate_commands(Cli& cli) {
       "pairs",
       "The public generate script's (image, ws) pairs, DFR/RigNet training data: seedNNNN.png and seedNNNN.npz "
       "(key ws: float32 (1, num_ws, w_dim), after truncation and style mixing). Exit codes as for textured");
-  cli.required(pairs, "--generator", "generate.generator", "The 2D generator (G_ema, else G)");
+  cli.required(pairs, "--generator", "generate.generator", "The 2D generator's weight file (e.g. converted ffhq.pkl)");
+  cli.option(pairs, "--network", "generate.network",
+             "Generator group to use: G as generate.py (falls back to G_ema when the file has no G), or G_ema", "G");
   cli.option(pairs, "--style-mixing", "generate.style_mixing",
              "Style-mixing probability (generate.py: 0.9; cutoff and mixing z from a generator seeded with the seed)",
              "0.9");
@@ -115,6 +115,7 @@ void add_generate_commands(Cli& cli) {
     o.common = read_common(c, "generate", "random", 1.0);
     o.generator = c.require_string("generate.generator");
     o.style_mixing = c.get_double("generate.style_mixing", 0.9);
+    o.network = c.get_string("generate.network", "G");
     return finish(train::generate_pairs(o), o.common.out.string());
   });
 }

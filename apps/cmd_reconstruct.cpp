@@ -105,7 +105,7 @@ void add_reconstruct_command(Cli& cli) {
   cli.option(cmd, "--model", "reconstruct.model", "Face model: canonical | synthetic | MAT:UV", "canonical");
   cli.option(cmd, "--model-seed", "reconstruct.model_seed", "Seed of the synthetic model", "0");
   cli.option(cmd, "--model-grid", "reconstruct.model_grid", "Grid of the synthetic model", "40");
-  cli.option(cmd, "--network", "reconstruct.network", "Generator group in the checkpoint", "G_ema");
+  cli.option(cmd, "--network", "reconstruct.network", "Generator group in the checkpoint (the default falls back to G when the file has no G_ema)", "G_ema");
   cli.option(cmd, "--assets", "reconstruct.assets", "Assets folder (default: $FACETEX_ASSETS or <source>/assets)");
   cli.option(cmd, "--landmarks", "reconstruct.landmarks",
              "Landmark source: dlib (detector + 68-point predictor) | annotations (packed inputs' own /coeffs + /crop, "

@@ -432,19 +432,8 @@ ModelChoice load_model_choice(const std::string& spec, uint64_t seed, int grid, 
     c.model = f3::canonical_morphable_model(f3::load_canonical_mesh(mesh), f3::load_dlib68_to_mesh(map));
     c.name = "canonical (MediaPipe face mesh, dm)";
   } else {
-    // Paths may hold ':' themselves: split at the last ':' whose left side names a file (else the last ':', and
-    // the loader names the missing file).
-    auto colon = spec.rfind(':');
-    for (auto c = colon; c != std::string::npos && c > 0; c = spec.rfind(':', c - 1)) {
-      if (fs::is_regular_file(spec.substr(0, c))) {
-        colon = c;
-        break;
-      }
-    }
-    FACETEX_CHECK_USAGE(colon != std::string::npos && colon > 0 && colon + 1 < spec.size(),
-                        "--model must be synthetic, canonical or MAT:UV (a .mat face model and its .npy UVs), got '{}'",
-                        spec);
-    c.model = f3::load_morphable_model(spec.substr(0, colon), spec.substr(colon + 1));
+    const auto [mat, uv] = f3::split_model_files(spec, "--model (synthetic, canonical or MAT:UV)");
+    c.model = f3::load_morphable_model(mat, uv);
     c.name = spec;
   }
   return c;

@@ -13,6 +13,7 @@
 #include "core/atomic_file.h"
 #include "core/digest.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/npy.h"
 #include "core/progress.h"
 #include "data/image_codec.h"
@@ -50,11 +51,23 @@ void require_file(const fs::path& path, const char* what) {
   FACETEX_CHECK_DATA(fs::is_regular_file(path), "{} '{}': no such file", what, path.string());
 }
 
-std::shared_ptr<sg::Generator> load_generator(const fs::path& path, const char* what) {
+// The generator group `preferred` of a weight file; with `fallback` non-empty, that group when `preferred` is absent
+// (a weight file holding only one of G and G_ema). The group used is returned in `used`.
+std::shared_ptr<sg::Generator> load_generator(const fs::path& path, const char* what, const std::string& preferred,
+                                              const std::string& fallback, std::string* used = nullptr) {
   require_file(path, what);
   auto weights = models::read_weight_file(path);
-  const std::string group = weights.count("G_ema") ? "G_ema" : weights.count("G") ? "G" : "";
-  FACETEX_CHECK_DATA(!group.empty(), "{} '{}': the file has neither a G_ema nor a G network", what, path.string());
+  const std::string group = weights.count(preferred) ? preferred
+                            : !fallback.empty() && weights.count(fallback) ? fallback
+                                                                           : "";
+  if (group.empty()) {
+    std::string groups;
+    for (const auto& [name, net] : weights) groups += (groups.empty() ? "" : ", ") + name;
+    throw DataError(fmt::format("{} '{}': no network group '{}'{} (the file holds: {})", what, path.string(),
+                                preferred, fallback.empty() ? "" : " or '" + fallback + "'",
+                                groups.empty() ? "none" : groups));
+  }
+  if (used) *used = group;
   auto G = std::dynamic_pointer_cast<sg::Generator>(sg::build_and_load(weights.at(group), path.string() + " /" + group));
   FACETEX_CHECK_DATA(G != nullptr, "{} '{}': /{} is not a Generator", what, path.string(), group);
   G->eval();  // no w_avg update
@@ -217,8 +230,9 @@ GenerateResult generate_textured(const TexturedOptions& o) {
   require_file(o.face_model_mat, "face model");
   require_file(o.face_model_uv, "face model UVs");
   require_file(o.dfr, "--dfr");
-  auto G = load_generator(o.checkpoint, "--checkpoint");
-  auto G2 = load_generator(o.background_generator, "--background-generator");
+  // generate_3d.py: G_ema of both pickles.
+  auto G = load_generator(o.checkpoint, "--checkpoint", "G_ema", "G");
+  auto G2 = load_generator(o.background_generator, "--background-generator", "G_ema", "G");
   auto dfr = models::aux::load_dfr_model(o.dfr);
   FACETEX_CHECK_DATA(G->config().z_dim == G2->config().z_dim,
                      "the texture G ('{}', z_dim {}) and the 2D generator ('{}', z_dim {}) must read the same z",
@@ -286,7 +300,9 @@ GenerateResult generate_pairs(const PairsOptions& o) {
   const GenerateCommon& c = o.common;
   FACETEX_CHECK_USAGE(o.style_mixing >= 0 && o.style_mixing <= 1, "--style-mixing must be in [0, 1], got {}",
                       o.style_mixing);
-  auto G = load_generator(o.generator, "--generator");
+  std::string group;
+  auto G = load_generator(o.generator, "--generator", o.network, o.network == "G" ? "G_ema" : "", &group);
+  if (group != o.network) log::get("cli").info("{}: no {}; generating with /{}", o.generator.string(), o.network, group);
   G->to(c.device);
   const int64_t z_dim = G->config().z_dim, num_ws = G->num_ws();
   const sg::Truncation trunc{c.truncation_psi, std::nullopt};
@@ -327,6 +343,7 @@ GenerateResult generate_pairs(const PairsOptions& o) {
   };
   nlohmann::json settings = common_settings(c, "pairs");
   settings["generator"] = file_stamp(o.generator);
+  settings["network"] = group;
   settings["style_mixing"] = o.style_mixing;
   return drive(c, "generate pairs", settings, done, run);
 }

@@ -69,6 +69,9 @@ GenerateResult generate_textured(const TexturedOptions& options);
 struct PairsOptions {
   GenerateCommon common;  // noise defaults to random here (generate.py)
   std::filesystem::path generator;
+  // The group of `generator` to synthesise with: generate.py loads G (not G_ema); the default G falls back to G_ema
+  // for a file without it, a group named otherwise must exist.
+  std::string network = "G";
   double style_mixing = 0.9;
 };
 

@@ -279,8 +279,15 @@ class Reconstructor {
     models::NetworkWeights weights;
     const auto all = models::read_weight_file(o.checkpoint);
     auto it = all.find(o.network);
-    if (it == all.end()) it = all.find("G");
-    FACETEX_CHECK_DATA(it != all.end(), "{}: no {} (or G) network group", o.checkpoint.string(), o.network);
+    // The default falls back to G (a weight file without an EMA copy); a group named on purpose must exist.
+    if (it == all.end() && o.network == "G_ema") it = all.find("G");
+    if (it == all.end()) {
+      std::string groups;
+      for (const auto& [name, net] : all) groups += (groups.empty() ? "" : ", ") + name;
+      throw DataError(fmt::format("{}: no network group '{}'{} (the file holds: {})", o.checkpoint.string(), o.network,
+                                  o.network == "G_ema" ? " or 'G'" : "", groups.empty() ? "none" : groups));
+    }
+    if (it->first != o.network) log.info("{}: no {}; projecting into /{}", o.checkpoint.string(), o.network, it->first);
     auto module = sg::build_and_load(it->second, fmt::format("{} /{}", o.checkpoint.string(), it->first));
     G_ = std::dynamic_pointer_cast<sg::Generator>(module);
     FACETEX_CHECK_DATA(G_ != nullptr, "{} /{}: not a Generator", o.checkpoint.string(), it->first);

@@ -411,6 +411,19 @@ at::Tensor smooth_orthogonal_basis(int grid, int count, int channels, double sca
 
 }  // namespace
 
+std::pair<fs::path, fs::path> split_model_files(const std::string& spec, const std::string& option) {
+  auto colon = spec.rfind(':');
+  for (auto c = colon; c != std::string::npos && c > 0; c = spec.rfind(':', c - 1)) {
+    if (fs::is_regular_file(spec.substr(0, c))) {
+      colon = c;
+      break;
+    }
+  }
+  FACETEX_CHECK_USAGE(colon != std::string::npos && colon > 0 && colon + 1 < spec.size(),
+                      "{} must be MAT:UV (a .mat face model and its .npy UVs), got '{}'", option, spec);
+  return {spec.substr(0, colon), spec.substr(colon + 1)};
+}
+
 MorphableModel load_morphable_model(const fs::path& mat_file, const fs::path& uv_npy) {
   route_matio_log();
   FACETEX_CHECK_DATA(fs::is_regular_file(mat_file), "{}: face model file does not exist", mat_file.string());

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 
 namespace facetex::models::face3d {
 
@@ -29,6 +30,12 @@ struct MorphableModel {
 
 // DataError naming the file and field for anything missing or inconsistent (shapes, index ranges).
 MorphableModel load_morphable_model(const std::filesystem::path& mat_file, const std::filesystem::path& uv_npy);
+// "MAT:UV" (a .mat face model and its per-vertex UV .npy) -> the two paths. Paths may hold ':' themselves: the split
+// is at the last ':' whose left side names a file (else the last ':', so that loading names the missing file).
+// UsageError naming `option` when there is no ':' with text on both sides.
+std::pair<std::filesystem::path, std::filesystem::path> split_model_files(const std::string& spec,
+                                                                          const std::string& option);
+
 // Writes the same layout (1-based indices), atomically.
 void save_morphable_model(const MorphableModel& model, const std::filesystem::path& mat_file,
                           const std::filesystem::path& uv_npy);

@@ -263,6 +263,35 @@ TEST(GeneratePairs, ImagesAndWsIndependentOfBatch) {
   EXPECT_NE(r.out.find("generated 0, skipped 3"), std::string::npos) << r.out;
 }
 
+// generate.py synthesises with G, not G_ema: the default group is G (G_ema only for a file without G); another group
+// must exist, and the message lists what the file holds.
+TEST(GeneratePairs, UsesGLikeGenerateScript) {
+  const Files& f = files();
+  test::TempDir dir;
+  const sg::GeneratorConfig gc = generator_config(32);
+  at::manual_seed(22);
+  sg::Generator g(gc);  // the same weights as f.bg_G's G_ema
+  at::manual_seed(21);
+  sg::Generator ema(gc);
+  const fs::path both = dir / "both.h5";
+  models::write_weight_file(both,
+                            {{"G", models::network_state(g, "Generator", sg::to_init_kwargs(gc))},
+                             {"G_ema", models::network_state(ema, "Generator", sg::to_init_kwargs(gc))}},
+                            "random test weights", "test");
+  const auto pairs = [&](const fs::path& file, const std::string& out, const std::string& extra) {
+    return run_facetex(fmt::format("generate pairs --generator {} --seeds 3 --out {} {}", file.string(),
+                                   (dir / out).string(), extra));
+  };
+  ASSERT_EQ(pairs(both, "default", "").exit_code, 0);
+  ASSERT_EQ(pairs(both, "ema", "--network G_ema").exit_code, 0);
+  ASSERT_EQ(pairs(f.bg_G, "fallback", "").exit_code, 0);  // only G_ema there: used instead
+  EXPECT_EQ(read_file(dir / "default" / "seed0003.png"), read_file(dir / "fallback" / "seed0003.png"));
+  EXPECT_NE(read_file(dir / "default" / "seed0003.png"), read_file(dir / "ema" / "seed0003.png"));
+  const auto r = pairs(f.bg_G, "d", "--network D");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("no network group 'D' (the file holds: G_ema)"), std::string::npos) << r.err;
+}
+
 TEST(GeneratePairs, StopsAfterTheCurrentBatchAndResumes) {
   const Files& f = files();
   test::TempDir dir;

@@ -285,6 +285,10 @@ TEST(Reconstruct, EndToEndOutputsManifestStatusesAndRerun) {
   EXPECT_NE(r.err.find("nope.pt: LPIPS VGG16 file not found"), std::string::npos) << r.err;
   r = run_facetex(common_args(in, out, "--noise-weight -1"));
   EXPECT_EQ(r.exit_code, 2) << r.err;
+  // A network group named on purpose must exist (only the default falls back to G); the message lists the groups.
+  r = run_facetex(common_args(in / "a_face.jpg", dir / "net", "--network G_emma"));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("no network group 'G_emma' (the file holds: G_ema)"), std::string::npos) << r.err;
 }
 
 TEST(Reconstruct, BatchedAndOneAtATimeAgree) {
