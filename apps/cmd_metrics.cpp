@@ -1,4 +1,7 @@
 // `facetex metrics ...`: wiring only; the metrics live in train/ (train/metrics/ for fid, kid and recon).
+#include <ATen/Context.h>
+#include <fmt/format.h>
+
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -24,6 +27,16 @@ std::shared_ptr<cluster::Communicator> metrics_communicator() {
   return cluster::make_communicator(cluster::discover_world(), "auto", c10::Device("cpu"));
 }
 
+// --device: cpu, cuda (this rank's GPU of the node: ranks on a node share its GPUs) or cuda:i.
+std::string rank_device(const Config& c) {
+  const std::string device = c.get_string("metrics.device", "cpu");
+  FACETEX_CHECK_USAGE(device == "cpu" || device.rfind("cuda", 0) == 0, "--device must be cpu, cuda or cuda:i, got '{}'",
+                      device);
+  if (device != "cuda") return device;
+  FACETEX_CHECK_USAGE(at::hasCUDA(), "--device cuda: this build or machine has no CUDA");
+  return fmt::format("cuda:{}", cluster::local_device_index(cluster::discover_world(), static_cast<int>(at::getNumGPUs())));
+}
+
 void add_feature_options(Cli& cli, CLI::App* cmd) {
   cli.required(cmd, "--real", "metrics.real", "Real images: a folder of PNG/JPEG files or a packed dataset folder");
   cli.required(cmd, "--fake", "metrics.fake", "Generated images: a folder of PNG/JPEG files or a packed dataset folder");
@@ -34,7 +47,7 @@ void add_feature_options(Cli& cli, CLI::App* cmd) {
              kFaceApiManifest);
   cli.option(cmd, "--max-items", "metrics.max_items", "Use at most N images of each set (0 = all)", "0");
   cli.option(cmd, "--batch", "metrics.batch", "Images per feature batch", "32");
-  cli.option(cmd, "--device", "metrics.device", "cpu | cuda", "cpu");
+  cli.option(cmd, "--device", "metrics.device", "cpu | cuda (each rank its GPU of the node) | cuda:i", "cpu");
   cli.option(cmd, "--out", "metrics.out", "Also write the result as JSON to this file (rank 0)");
   cli.option(cmd, "--cache", "metrics.cache",
              "Folder that keeps the --real set's features between runs, keyed by its images (files' paths, sizes and "
@@ -51,7 +64,7 @@ struct FeatureSets {
 
 FeatureSets gather(const Config& c) {
   FeatureSets s;
-  const c10::Device device(c.get_string("metrics.device", "cpu"));
+  const c10::Device device(rank_device(c));
   const std::string inception = c.get_string("metrics.inception", "");
   s.extractor = inception.empty()
                     ? train::metrics::make_dlib_extractor(c.get_string("metrics.face_api", kFaceApiManifest), device)
@@ -144,7 +157,7 @@ void add_metrics_commands(Cli& cli) {
              "torch-state-dict --key state_dict --prefix-strip module.` (identity column id_cos_lightcnn, as the paper)");
   cli.option(recon, "--landmarks", "metrics.landmarks", "dlib 68-point shape predictor for the identity chips "
              "('none': whole images resized)", kShapePredictor);
-  cli.option(recon, "--device", "metrics.device", "cpu | cuda", "cpu");
+  cli.option(recon, "--device", "metrics.device", "cpu | cuda (each rank its GPU of the node) | cuda:i", "cpu");
   cli.option(recon, "--out", "metrics.out", "Also write per-item scores and means as JSON to this file (rank 0)");
   cli.on_run(recon, [](const Config& c) {
     std::vector<train::metrics::ReconItem> items;
@@ -163,7 +176,7 @@ void add_metrics_commands(Cli& cli) {
     if (face_api != "none") o.face_api_manifest = face_api;
     o.light_cnn = c.get_string("metrics.lightcnn", "");
     if (landmarks != "none") o.shape_predictor = landmarks;
-    o.device = c.get_string("metrics.device", "cpu");
+    o.device = rank_device(c);
     const auto comm = metrics_communicator();
     const train::metrics::ReconEvalReport r = train::metrics::evaluate_recon(items, o, comm.get());
     if (comm->rank() != 0) return 0;

@@ -45,4 +45,10 @@ World discover_world() {
   return w;
 }
 
+int local_device_index(const World& world, int visible) {
+  FACETEX_CHECK_USAGE(visible > 0, "rank {} on {}: device cuda, but no GPU is visible (CUDA_VISIBLE_DEVICES='{}')",
+                      world.rank, world.node, env_string("CUDA_VISIBLE_DEVICES", ""));
+  return world.local_rank % visible;
+}
+
 }  // namespace facetex::cluster

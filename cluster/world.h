@@ -20,4 +20,10 @@ struct World {
 // Reads the environment. UsageError when the variables are inconsistent (e.g. rank >= size).
 World discover_world();
 
+// The GPU of this rank among the `visible` ones (CUDA_VISIBLE_DEVICES after the launcher's binding): local_rank when
+// every GPU of the node is visible to every rank (mpirun, srun without GPU binding), 0 when the launcher shows each
+// task only its own (srun --gpus-per-task=1 with per-task binding) — local_rank % visible covers both.
+// UsageError when no GPU is visible.
+int local_device_index(const World& world, int visible);
+
 }  // namespace facetex::cluster

@@ -226,7 +226,7 @@ void Trainer::setup() {
   }
   if (o_.device == "cuda") {
     FACETEX_CHECK_USAGE(at::hasCUDA(), "run.device = cuda, but this build or machine has no CUDA");
-    device_ = at::Device(at::kCUDA, world_.local_rank);
+    device_ = at::Device(at::kCUDA, cluster::local_device_index(world_, static_cast<int>(at::getNumGPUs())));
     // LibTorch's defaults differ from the reference training loop's: cuDNN may use TF32 (allow_tf32 defaults to
     // true for convolutions) and does not benchmark. Both change what a GPU step computes or how fast.
     at::globalContext().setBenchmarkCuDNN(o_.cudnn_benchmark);

@@ -44,6 +44,16 @@ TEST(Communicator, MatchesTheLauncher) {
   EXPECT_STREQ(comm()->backend(), w.size == 1 ? "single" : "mpi");
 }
 
+// Each rank's GPU: its local rank when the node's GPUs are all visible, 0 when the launcher shows it only its own.
+TEST(World, LocalDeviceIndexFollowsTheVisibleGpus) {
+  cluster::World w;
+  w.local_rank = 3;
+  EXPECT_EQ(cluster::local_device_index(w, 8), 3);
+  EXPECT_EQ(cluster::local_device_index(w, 1), 0);
+  EXPECT_EQ(cluster::local_device_index(w, 2), 1);
+  EXPECT_THROW(cluster::local_device_index(w, 0), UsageError);
+}
+
 TEST(Communicator, ReductionsBroadcastGather) {
   const int r = comm()->rank(), n = comm()->size();
   at::Tensor f = at::arange(5, at::kFloat) + r;  // sum over ranks: n*i + n(n-1)/2
