@@ -192,6 +192,15 @@ std::vector<std::string> Config::keys() const {
   return out;
 }
 
+std::optional<std::string> Config::value_text(const std::string& key) const {
+  const toml::node* n = find(impl_->root, key);
+  if (n == nullptr || n->is_table()) return std::nullopt;
+  if (auto d = n->value_exact<double>()) return fmt::format("{}", *d);  // shortest round trip: 0.032, not 0.03200…01
+  std::ostringstream ss;
+  n->visit([&ss](const auto& v) { ss << v; });
+  return ss.str();
+}
+
 std::string Config::to_toml() const {
   std::ostringstream ss;
   ss << impl_->root << "\n";

@@ -51,6 +51,8 @@ class Config {
 
   // Every leaf as a dotted key, sorted.
   std::vector<std::string> keys() const;
+  // A leaf's value as TOML text (64, 0.5, true, "x", [1, 2]); nullopt when absent or a table.
+  std::optional<std::string> value_text(const std::string& key) const;
   std::string to_toml() const;
 
  private:

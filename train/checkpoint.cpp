@@ -210,4 +210,10 @@ std::optional<fs::path> find_latest_checkpoint(const fs::path& run_dir) {
   return std::nullopt;
 }
 
+std::string read_checkpoint_config(const fs::path& path) {
+  const h5::Id f = h5::open_file(path.string());
+  const h5::Id t = h5::open_group(f, "train");
+  return h5::read_attr_string(t, "config");
+}
+
 }  // namespace facetex::train

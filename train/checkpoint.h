@@ -54,5 +54,7 @@ std::filesystem::path checkpoint_path(const std::filesystem::path& run_dir, int6
 void publish_checkpoint(const std::filesystem::path& run_dir, const std::filesystem::path& written, int64_t keep);
 // The newest checkpoint that opens cleanly (latest.h5 first, then by name), or none.
 std::optional<std::filesystem::path> find_latest_checkpoint(const std::filesystem::path& run_dir);
+// The resolved config (TOML text) a checkpoint was written with, without reading its networks.
+std::string read_checkpoint_config(const std::filesystem::path& path);
 
 }  // namespace facetex::train

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "cluster/communicator.h"
@@ -141,6 +142,9 @@ class Trainer {
 
  private:
   void setup();
+  // A run folder holds one run: refuses (UsageError) a resume whose network settings differ from its latest
+  // checkpoint's, and logs every other setting that changed (e.g. run.total_kimg extended).
+  void check_resume_settings();
   void resume_or_start();
   void iteration();
   // Backgrounds (normalised, on the device) with their geometry annotations for the given dataset rows.
@@ -240,6 +244,7 @@ void Trainer::setup() {
   log_.info("rank {} of {} on {} ({} communicator, {} launcher, device {})", world_.rank, world_.size, world_.node,
             comm_->backend(), world_.launcher, device_.str());
   if (world_.size > 1) comm_->barrier();  // every rank is up before anyone touches the run folder
+  check_resume_settings();  // before config.toml is replaced: a refused start leaves the run folder as it was
   if (root()) write_file_atomic(run_dir_ / "config.toml", config_.to_toml());
 
   // Data: every rank streams its part of one global order.
@@ -419,6 +424,40 @@ at::Tensor Trainer::read_rows(int64_t n) const {
     loc.shard->read_chw(loc.row, false, out[i].data_ptr<uint8_t>(), scratch);
   }
   return kernels::normalize_images(out).to(device_);
+}
+
+void Trainer::check_resume_settings() {
+  const auto latest = find_latest_checkpoint(run_dir_);
+  if (!latest) return;
+  Config then;
+  try {
+    then = Config::parse(read_checkpoint_config(*latest), latest->string());
+  } catch (const std::exception& e) {
+    log_.warn("{}: cannot read the settings it was written with ({}); not compared", latest->string(), e.what());
+    return;
+  }
+  // Keys that decide the networks' shapes: a change cannot resume (the checkpoint's weights would not fit).
+  static const std::set<std::string> kNetworkKeys = {
+      "model.mode",           "model.background", "model.resolution",     "model.texture_resolution",
+      "model.z_dim",          "model.w_dim",      "model.mapping_layers", "model.channel_base",
+      "model.channel_max"};
+  std::set<std::string> keys;
+  for (const Config* c : {&then, &config_})
+    for (const std::string& k : c->keys()) keys.insert(k);
+  std::string network, other;
+  for (const std::string& key : keys) {
+    if (key == "run.dir") continue;  // the same folder, however it was spelled
+    const auto a = then.value_text(key), b = config_.value_text(key);
+    if (a == b) continue;
+    const std::string change = fmt::format("{}: {} then, {} now", key, a.value_or("(unset)"), b.value_or("(unset)"));
+    std::string& list = kNetworkKeys.count(key) && a && b ? network : other;
+    list += (list.empty() ? "" : "; ") + change;
+  }
+  FACETEX_CHECK_USAGE(network.empty(),
+                      "{}: this run was started with other network settings ({}) — {}; resuming needs the same "
+                      "networks: use another --run, or this run's own settings (--config {})",
+                      run_dir_.string(), latest->filename().string(), network, (run_dir_ / "config.toml").string());
+  if (!other.empty()) log_.warn("settings changed since {}: {}", latest->string(), other);
 }
 
 void Trainer::resume_or_start() {

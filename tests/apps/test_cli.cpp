@@ -109,10 +109,21 @@ TEST(Cli, SyntheticWorldTrainAndMetricsEndToEnd) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("train: finished at kimg 0.016"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("(recorded in " + w + "/world.json)"), std::string::npos) << r.err;
-  // A second launch resumes and, already done, continues to the new target.
+  // Other network settings cannot resume this run: refused before anything is touched, naming the key.
+  const std::string config_before = test::read_bytes(fs::path(run) / "config.toml");
+  r = run_facetex("train --shards " + w + "/shards --run " + run + " --kimg 0.024" + sets +
+                  " --set model.channel_base=256");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("other network settings (ckpt-000000000016.h5) — model.channel_base: 128 then, 256 now"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(test::read_bytes(fs::path(run) / "config.toml"), config_before);
+  // A second launch resumes and, already done, continues to the new target; the changed settings are logged.
   r = run_facetex("train --shards " + w + "/shards --run " + run + " --kimg 0.024" + sets);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("(resumed)"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("settings changed since"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("run.total_kimg: 0.016 then, 0.024 now"), std::string::npos) << r.err;
   r = run_facetex("metrics synth --run " + run);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("synth_distance init="), std::string::npos) << r.out;

@@ -70,6 +70,17 @@ TEST(Config, WrongTypesAndSyntaxErrorsAreUsageErrorsNamingTheKeyOrLine) {
   EXPECT_THROW(Config::load("/nonexistent/config.toml"), UsageError);
 }
 
+TEST(Config, ValueTextOfLeaves) {
+  Config c = Config::parse("[a]\nx = 0.032\ny = 64\nz = \"p q\"\nb = true\nl = [1, 2]\n");
+  EXPECT_EQ(c.value_text("a.x"), "0.032");  // shortest round trip
+  EXPECT_EQ(c.value_text("a.y"), "64");
+  EXPECT_NE(c.value_text("a.z").value_or("").find("p q"), std::string::npos);  // quoted ('p q' with toml++ 3)
+  EXPECT_EQ(c.value_text("a.b"), "true");
+  EXPECT_NE(c.value_text("a.l").value_or("").find('2'), std::string::npos);
+  EXPECT_EQ(c.value_text("a"), std::nullopt);  // a table
+  EXPECT_EQ(c.value_text("a.none"), std::nullopt);
+}
+
 TEST(Config, MergeOverridesRecursively) {
   Config base = Config::parse("[a]\nx = 1\ny = 2\n[b]\nz = 3\n");
   base.merge(Config::parse("[a]\ny = 20\n[c]\nw = 4\n"));
