@@ -1,6 +1,8 @@
 #include "train/checkpoint.h"
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -176,14 +178,20 @@ void publish_checkpoint(const fs::path& run_dir, const fs::path& written, int64_
   FACETEX_CHECK_RUNTIME(!ec, "cannot create {}: {}", tmp.string(), ec.message());
   fs::rename(tmp, link, ec);
   FACETEX_CHECK_RUNTIME(!ec, "cannot update {}: {}", link.string(), ec.message());
-  // Keep the newest `keep` checkpoints.
+  // Keep the newest `keep` checkpoints by name (kimg), and never the one just written: files named after it (left by a
+  // run resumed from an older checkpoint) must not push it out.
   std::vector<fs::path> all;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
     if (name.rfind("ckpt-", 0) == 0 && e.path().extension() == ".h5") all.push_back(e.path());
   }
   std::sort(all.begin(), all.end());
-  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove(all[i], ec);
+  size_t excess = all.size() > static_cast<size_t>(keep) ? all.size() - static_cast<size_t>(keep) : 0;
+  for (size_t i = 0; i < all.size() && excess > 0; ++i) {
+    if (all[i].filename() == written.filename()) continue;
+    fs::remove(all[i], ec);
+    --excess;
+  }
 }
 
 std::optional<fs::path> find_latest_checkpoint(const fs::path& run_dir) {
@@ -198,15 +206,32 @@ std::optional<fs::path> find_latest_checkpoint(const fs::path& run_dir) {
     if (name.rfind("ckpt-", 0) == 0 && e.path().extension() == ".h5") all.push_back(e.path());
   }
   std::sort(all.rbegin(), all.rend());
-  candidates.insert(candidates.end(), all.begin(), all.end());
+  for (const auto& p : all)
+    if (std::find(candidates.begin(), candidates.end(), p) == candidates.end()) candidates.push_back(p);
+  std::vector<std::string> unreadable;
   for (const auto& c : candidates) {
+    std::string why;
     try {
       h5::Id f = h5::open_file(c.string());
-      if (h5::has_attr(f, "format") && h5::read_attr_string(f, "format") == models::kCheckpointFormat) return c;
+      if (h5::has_attr(f, "format") && h5::read_attr_string(f, "format") == models::kCheckpointFormat) {
+        if (!unreadable.empty()) {
+          log::get("train").warn("newer checkpoints are unreadable ({}); using {}", fmt::join(unreadable, "; "),
+                                 c.string());
+        }
+        return c;
+      }
+      why = fmt::format("not a facetex checkpoint (format '{}')",
+                        h5::has_attr(f, "format") ? h5::read_attr_string(f, "format") : "none");
     } catch (const Error& e) {
-      log::get("train").warn("ignoring unreadable checkpoint {}: {}", c.string(), e.what());
+      why = e.what();
     }
+    unreadable.push_back(fmt::format("{}: {}", c.filename().string(), why));
   }
+  // Checkpoint files, none usable: starting over would write into (and prune) this run's folder as if it were new.
+  FACETEX_CHECK_DATA(unreadable.empty(),
+                     "{}: {} checkpoint file(s) and none readable ({}); restore one, or move the folder away to start "
+                     "this run over",
+                     dir.string(), unreadable.size(), fmt::join(unreadable, "; "));
   return std::nullopt;
 }
 

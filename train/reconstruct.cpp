@@ -622,7 +622,7 @@ class Reconstructor {
           {"l1", msum > 0 ? (mt - mr).abs().sum().item<double>() / (3 * msum) : 0.0}}},
         {"final_loss", final_loss},
         {"identity_distance", identity.contains("distance") ? identity["distance"] : json(nullptr)}};
-    const json settings = result_settings(o_);
+    const json& settings = settings_;
     const at::Tensor wc = w.contiguous();
     json result = {
         {"format", "facetex-reconstruct"},
@@ -677,6 +677,7 @@ class Reconstructor {
   std::vector<std::unique_ptr<LandmarkSource>> landmarks_;  // one per I/O worker
   std::unique_ptr<models::aux::DlibFaceResNet> id_net_;
   fs::path id_manifest_;
+  const json settings_ = result_settings(o_);  // once: it digests the face model's tensors
   at::Tensor w_avg_;
   double w_std_ = 0;
 };

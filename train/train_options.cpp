@@ -1,6 +1,7 @@
 #include "train/train_options.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "cluster/world.h"
@@ -67,6 +68,9 @@ TrainOptions parse_train_options(const Config& config) {
   FACETEX_CHECK_USAGE(o.device == "cpu" || o.device == "cuda", "run.device must be cpu or cuda, got '{}'", o.device);
   FACETEX_CHECK_USAGE(o.total_kimg > 0 && o.kimg_per_tick > 0 && o.snap_ticks >= 1 && o.keep_checkpoints >= 1,
                       "run.total_kimg, run.kimg_per_tick must be > 0 and run.snap_ticks, run.keep_checkpoints >= 1");
+  FACETEX_CHECK_USAGE(std::isfinite(o.total_kimg) && o.total_kimg * 1000 >= 1,
+                      "run.total_kimg (--kimg) {} must be finite and at least one image (0.001)", o.total_kimg);
+  FACETEX_CHECK_USAGE(std::isfinite(o.kimg_per_tick), "run.kimg_per_tick {} must be finite", o.kimg_per_tick);
 
   o.mode = c.get_string("model.mode", o.mode);
   o.background = c.get_string("model.background", o.background);

@@ -6,13 +6,16 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <cstring>
-#include <map>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "cluster/communicator.h"
@@ -145,6 +148,8 @@ class Trainer {
   // A run folder holds one run: refuses (UsageError) a resume whose network settings differ from its latest
   // checkpoint's, and logs every other setting that changed (e.g. run.total_kimg extended).
   void check_resume_settings();
+  // Rewrites a history file (one JSON row per line) without the rows past the resumed kimg.
+  void drop_history_after(const fs::path& file, const std::function<double(const nlohmann::json&)>& kimg_of);
   void resume_or_start();
   void iteration();
   // Backgrounds (normalised, on the device) with their geometry annotations for the given dataset rows.
@@ -206,6 +211,7 @@ class Trainer {
   double maintenance_seconds_ = 0;
   at::Tensor grid_z_;
   bool resumed_ = false;
+  std::optional<fs::path> latest_checkpoint_;
   // FACETEX_OP_CENSUS=1: what each phase asks of LibTorch, summed over the tick (phase runs counted).
   std::unique_ptr<OpCensus> census_;
   OpCounts census_phase_[4], census_iteration_;
@@ -244,8 +250,7 @@ void Trainer::setup() {
   log_.info("rank {} of {} on {} ({} communicator, {} launcher, device {})", world_.rank, world_.size, world_.node,
             comm_->backend(), world_.launcher, device_.str());
   if (world_.size > 1) comm_->barrier();  // every rank is up before anyone touches the run folder
-  check_resume_settings();  // before config.toml is replaced: a refused start leaves the run folder as it was
-  if (root()) write_file_atomic(run_dir_ / "config.toml", config_.to_toml());
+  check_resume_settings();
 
   // Data: every rank streams its part of one global order.
   dataset_ = data::Dataset::open(o_.shards, data::OnCorrupt::kFail);
@@ -426,8 +431,32 @@ at::Tensor Trainer::read_rows(int64_t n) const {
   return kernels::normalize_images(out).to(device_);
 }
 
+void Trainer::drop_history_after(const fs::path& file, const std::function<double(const nlohmann::json&)>& kimg_of) {
+  if (!fs::is_regular_file(file)) return;
+  std::istringstream in(read_file(file));
+  std::string line, kept;
+  int64_t dropped = 0;
+  const double now = cur_nimg_ / 1000.0 + 1e-9;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      if (kimg_of(nlohmann::json::parse(line)) > now) {
+        ++dropped;
+        continue;
+      }
+    } catch (const std::exception&) {  // not ours to judge: kept as it is
+    }
+    kept += line + "\n";
+  }
+  if (dropped == 0) return;
+  write_file_atomic(file, kept);
+  log_.info("{}: dropped {} row(s) after kimg {:.3f} (written after the checkpoint this run resumes from)",
+            file.string(), dropped, cur_nimg_ / 1000.0);
+}
+
 void Trainer::check_resume_settings() {
-  const auto latest = find_latest_checkpoint(run_dir_);
+  latest_checkpoint_ = find_latest_checkpoint(run_dir_);
+  const auto& latest = latest_checkpoint_;
   if (!latest) return;
   Config then;
   try {
@@ -461,7 +490,7 @@ void Trainer::check_resume_settings() {
 }
 
 void Trainer::resume_or_start() {
-  auto latest = find_latest_checkpoint(run_dir_);
+  const auto& latest = latest_checkpoint_;  // found (and its settings compared) in setup
   latent_gen_ = at::detail::createCPUGenerator(o_.seed ^ 0x6c6174656e74ULL);  // same on every rank
   if (!latest) {
     at::manual_seed(o_.seed * world_.size + world_.rank);  // the reference's per-rank seed
@@ -505,6 +534,14 @@ void Trainer::resume_or_start() {
   resumed_ = true;
   log_.info("resuming from {} at kimg {:.3f} (tick {}, iteration {})", latest->string(), cur_nimg_ / 1000.0, cur_tick_,
             batch_idx_);
+  if (root()) {
+    // Rows written after this checkpoint (a run killed between a tick and its checkpoint, or resumed from an older
+    // one) are about to be written again: drop them, so that the history has each kimg once.
+    drop_history_after(run_dir_ / "stats.jsonl", [](const nlohmann::json& j) {
+      return j.at("Progress/kimg").at("mean").get<double>();
+    });
+    drop_history_after(run_dir_ / "metric-synth.jsonl", [](const nlohmann::json& j) { return j.at("kimg").get<double>(); });
+  }
 }
 
 BatchContext Trainer::context_for_rows(const std::vector<int64_t>& rows, const at::Tensor& images) const {
@@ -792,15 +829,18 @@ void Trainer::tick(bool done) {
   metrics_.augment_p.set(augment_ ? augment_->p() : 0.0);
 
   const auto maintenance_start = Clock::now();
-  if (done || cur_tick_ % o_.snap_ticks == 0) {
+  const bool snapshot = done || cur_tick_ % o_.snap_ticks == 0;
+  // The tick is over before its snapshot: the checkpoint holds the state the next tick starts from (as a
+  // preemption checkpoint does), so a resume ticks where a straight run would, not once more at once.
+  cur_tick_ += 1;
+  tick_start_nimg_ = cur_nimg_;
+  if (snapshot) {
     if (root()) {
       write_grids(fmt::format("{:09.3f}", cur_nimg_ / 1000.0));
       synth_metric();
     }
     checkpoint();
   }
-  cur_tick_ += 1;
-  tick_start_nimg_ = cur_nimg_;
   tick_start_time_ = Clock::now();
   maintenance_seconds_ = seconds(maintenance_start, tick_start_time_);
 }
@@ -891,6 +931,8 @@ TrainResult Trainer::run(int64_t max_steps) {
   setup();
   cluster::install_preemption_handlers();
   resume_or_start();
+  // Only a start that got this far records its settings: a refused or failed one leaves config.toml as it was.
+  if (root()) write_file_atomic(run_dir_ / "config.toml", config_.to_toml());
   data::LoaderOptions lo;
   lo.batch = batch_rank_;
   lo.rank = world_.rank;

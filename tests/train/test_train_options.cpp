@@ -56,7 +56,9 @@ TEST(TrainOptions, BadValuesAreUsageErrorsNamingTheKey) {
                           "model.z_dim=0", "model.w_dim=0", "model.mapping_layers=0", "model.mbstd_group=0",
                           "train.lr_G=-1", "train.lr_D=0", "train.beta2=1", "train.r1_gamma=-1",
                           "train.pl_batch_shrink=0", "train.ema_kimg=-1", "data.threads=-2", "augment.p=2",
-                          "augment.target=-1", "augment.interval=0"}) {
+                          "augment.target=-1", "augment.interval=0",
+                          // a run that cannot end, or ends before its first image
+                          "run.total_kimg=inf", "run.total_kimg=1e-9", "run.kimg_per_tick=inf"}) {
     Config c = Config::load(preset_path("synth64"));
     c.set(bad);
     const std::string key = std::string(bad).substr(0, std::string(bad).find('='));

@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -20,6 +22,7 @@
 #include "cluster/preemption.h"
 #include "data/dataset.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "core/h5.h"
 #include "models/weights/weight_file.h"
 #include "tests/support/fixtures.h"
@@ -177,6 +180,78 @@ TEST(TrainingLoop, ResumeIsBitExact) {
                         "init.h5", "metric-synth.jsonl"}) {
     EXPECT_TRUE(fs::exists(tmp / "split" / f)) << f;
   }
+}
+
+// (tick, kimg) of every stats.jsonl row, or (-1, kimg) of every metric-synth.jsonl row.
+std::vector<std::pair<double, double>> history_rows(const fs::path& file) {
+  std::vector<std::pair<double, double>> rows;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("Progress/tick")) {
+      rows.emplace_back(j["Progress/tick"]["mean"].get<double>(), j["Progress/kimg"]["mean"].get<double>());
+    } else {
+      rows.emplace_back(-1.0, j["kimg"].get<double>());
+    }
+  }
+  return rows;
+}
+
+// A run stopped at the end of a tick and resumed ticks exactly where a straight run does: the tick's checkpoint
+// holds the state after the tick (it once held the state before it, and the resumed run ticked again at once under
+// the same number). Rows written after the checkpoint (a run killed between a tick and its checkpoint) are dropped
+// on resume rather than repeated.
+TEST(TrainingLoop, ResumedRunTicksAndRecordsLikeAStraightRun) {
+  test::TempDir tmp;
+  // Ticks (0.008 kimg, batch 4) fall at 0.004, 0.012, 0.020, ...: the first part ends on one of them.
+  const Config straight = tiny_config(tmp / "straight", 0.044);
+  ASSERT_EQ(run_training(parse_train_options(straight), straight).exit_code, 0);
+  const Config first = tiny_config(tmp / "split", 0.020), second = tiny_config(tmp / "split", 0.044);
+  ASSERT_EQ(run_training(parse_train_options(first), first).exit_code, 0);
+  {  // rows of a tick whose checkpoint never got written
+    std::ofstream(tmp / "split" / "stats.jsonl", std::ios::app)
+        << R"({"Progress/tick": {"num": 1, "mean": 9, "std": 0}, "Progress/kimg": {"num": 1, "mean": 0.04, "std": 0}})"
+        << "\n";
+    std::ofstream(tmp / "split" / "metric-synth.jsonl", std::ios::app) << R"({"kimg": 0.04, "synth_distance": 1})" << "\n";
+  }
+  const TrainResult r = run_training(parse_train_options(second), second);
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(r.resumed);
+  const auto a = history_rows(tmp / "straight" / "stats.jsonl"), b = history_rows(tmp / "split" / "stats.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first) << "row " << i;
+    EXPECT_NEAR(a[i].second, b[i].second, 1e-9) << "row " << i;
+  }
+  // The synthetic-world metric: each kimg once, in order (the split run has one more, at its first part's end).
+  const auto m = history_rows(tmp / "split" / "metric-synth.jsonl");
+  for (size_t i = 1; i < m.size(); ++i) EXPECT_GT(m[i].second, m[i - 1].second) << "row " << i;
+}
+
+// Checkpoint files that are all unreadable (truncated, or HDF5 that is not a checkpoint) stop the start with a data
+// error naming them: starting over would write into this run's folder as if it were new, and prune its files.
+TEST(TrainingLoop, UnreadableCheckpointsAreAnErrorNotANewRun) {
+  test::TempDir tmp;
+  const Config c = tiny_config(tmp / "run", 0.008);
+  ASSERT_EQ(run_training(parse_train_options(c), c).exit_code, 0);
+  std::vector<fs::path> ckpts;
+  for (const auto& e : fs::directory_iterator(tmp / "run" / "checkpoints"))
+    if (e.path().filename().string().rfind("ckpt-", 0) == 0) ckpts.push_back(e.path());
+  ASSERT_FALSE(ckpts.empty());
+  for (const fs::path& p : ckpts) fs::resize_file(p, 4000);
+  fs::copy_file(tmp / "run" / "init.h5", ckpts.front(), fs::copy_options::overwrite_existing);  // HDF5, not ours
+  const std::string config_before = test::read_bytes(tmp / "run" / "config.toml");
+  try {
+    run_training(parse_train_options(c), c);
+    ADD_FAILURE() << "started over in a run folder whose checkpoints are unreadable";
+  } catch (const facetex::DataError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("none readable"), std::string::npos) << m;
+    EXPECT_NE(m.find("not a facetex checkpoint"), std::string::npos) << m;
+  }
+  for (const fs::path& p : ckpts) EXPECT_TRUE(fs::exists(p)) << p;
+  EXPECT_EQ(test::read_bytes(tmp / "run" / "config.toml"), config_before);
 }
 
 TEST(TrainingLoop, SigusrOneCheckpointsExitsWith75AndTheNextLaunchResumes) {
