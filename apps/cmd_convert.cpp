@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "apps/cli.h"
+#include "core/atomic_file.h"
 #include "core/env_param.h"
 #include "core/error.h"
 #include "core/version.h"
@@ -79,6 +82,34 @@ int check(const std::string& path) {
   return loaded;
 }
 
+// Runs a converter (argv[3] is its output) into a temporary file beside `out`, loads the result (check) when
+// `verify`, and only then renames it over `out`: a failed conversion or check never damages an existing file.
+int convert_staged(std::vector<std::string> argv, const fs::path& out, bool verify) {
+  const fs::path staged = out.parent_path() / fmt::format(".{}{}{}", out.filename().string(), kPartialMarker, ::getpid());
+  struct RemoveStaged {
+    fs::path path;
+    ~RemoveStaged() {
+      std::error_code ec;
+      fs::remove(path, ec);
+    }
+  } cleanup{staged};
+  argv[3] = staged.string();
+  if (int rc = run(argv); rc != 0) return rc;
+  if (verify) {
+    try {
+      check(staged);
+    } catch (const Error& e) {
+      throw DataError(fmt::format("{}: the converted networks do not load into facetex ({}); {} is left as it was",
+                                  argv[2], e.what(), out.string()));
+    }
+  }
+  std::error_code ec;
+  fs::rename(staged, out, ec);
+  FACETEX_CHECK_RUNTIME(!ec, "{}: cannot rename the converted file into place: {}", out.string(), ec.message());
+  std::printf("-> %s%s\n", out.string().c_str(), verify ? " (loaded by facetex)" : "");
+  return 0;
+}
+
 }  // namespace
 
 void add_convert_commands(Cli& cli) {
@@ -93,9 +124,7 @@ void add_convert_commands(Cli& cli) {
     std::vector<std::string> argv = {python(), (tools_dir() / "convert_stylegan2_pkl.py").string(),
                                      c.require_string("convert.input"), c.require_string("convert.output")};
     if (auto n = c.get_string("convert.networks")) argv.insert(argv.end(), {"--networks", *n});
-    if (int rc = run(argv); rc != 0) return rc;
-    check(c.require_string("convert.output"));
-    return 0;
+    return convert_staged(argv, c.require_string("convert.output"), /*verify=*/true);
   });
 
   CLI::App* sd = convert->add_subcommand("torch-state-dict", "PyTorch state dict (.pth/.pt) -> .h5 (auxiliary networks)");
@@ -117,10 +146,8 @@ void add_convert_commands(Cli& cli) {
     if (auto v = c.get_string("convert.class_name")) argv.insert(argv.end(), {"--class-name", *v});
     if (auto v = c.get_string("convert.init_kwargs")) argv.insert(argv.end(), {"--init-kwargs", *v});
     if (auto v = c.get_string("convert.key")) argv.insert(argv.end(), {"--key", *v});
-    if (int rc = run(argv); rc != 0) return rc;
     // A class facetex implements (--class-name DFRModel, RigNet, ...) is loaded to prove the file works.
-    if (c.get_string("convert.class_name")) check(c.require_string("convert.output"));
-    return 0;
+    return convert_staged(argv, c.require_string("convert.output"), c.get_string("convert.class_name").has_value());
   });
 
   CLI::App* chk = convert->add_subcommand("check", "Load every network of a weight file that facetex implements");
