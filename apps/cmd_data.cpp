@@ -131,6 +131,7 @@ int run_annotate(const Config& c) {
   o.out = c.require_string("annotate.out");
   o.part = parse_part(c.get_string("annotate.part", "0/1"));
   o.on_corrupt = data::parse_on_corrupt(c.get_string("annotate.on_corrupt", "fail"));
+  o.overwrite = c.get_bool("annotate.overwrite", false);
   o.recon_weights = c.get_string("annotate.recon_weights", "");
   o.threads = static_cast<int>(c.get_int("annotate.threads", 0));
   o.deflate = static_cast<int>(c.get_int("annotate.deflate", 0));
@@ -258,6 +259,8 @@ void add_data_commands(Cli& cli) {
   cli.option(annotate, "--id-weight", "annotate.id_weight", "Ridge prior on identity coefficients (crop px^2)", "1");
   cli.option(annotate, "--exp-weight", "annotate.exp_weight", "Ridge prior on expression coefficients (crop px^2)", "1");
   cli.flag(annotate, "--use-jaw", "annotate.use_jaw", "Fit the 17 jaw-line points too (default: the 51 inner points)");
+  cli.flag(annotate, "--overwrite", "annotate.overwrite",
+           "Replace a finished annotated dataset in --out made with other settings (default: refuse)");
   cli.option(annotate, "--threads", "annotate.threads", "Landmark worker threads; 0 = all cores", "0");
   cli.option(annotate, "--deflate", "annotate.deflate", "Deflate level 0-9 of raw-storage images", "0");
   cli.option(annotate, "--on-corrupt", "annotate.on_corrupt", "Corrupt row or shard: fail | skip (listed in the manifest)",

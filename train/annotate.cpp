@@ -471,8 +471,34 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
   std::error_code ec;
   FACETEX_CHECK_USAGE(fs::weakly_canonical(o.shards, ec) != fs::weakly_canonical(o.out, ec),
                       "--out must differ from --shards");
+  FACETEX_CHECK_USAGE(!fs::exists(o.out, ec) || fs::is_directory(o.out, ec), "--out {}: not a folder", o.out.string());
   fs::create_directories(o.out, ec);
   FACETEX_CHECK_RUNTIME(!ec, "{}: cannot create output folder: {}", o.out.string(), ec.message());
+
+  // What this part's shards would become, before anything is written: a finished dataset in --out that these
+  // settings would change is refused (or, with --overwrite, unlisted first).
+  const Range mine = part_range(static_cast<int64_t>(in.shards.size()), o.part);
+  const std::string mdigest = face_model_digest(o.model_name, o.model);
+  std::vector<std::string> digests;
+  std::vector<std::optional<data::ShardSummary>> existing;
+  bool rewrites = false;
+  for (int64_t s = mine.begin; s < mine.end; ++s) {
+    const data::ShardEntry& entry = in.shards[static_cast<size_t>(s)];
+    digests.push_back(shard_digest(o, entry, mdigest));
+    existing.push_back(reusable(o.out / entry.file, digests.back()));
+    rewrites |= !existing.back() && fs::exists(o.out / entry.file, ec);
+  }
+  const fs::path part_manifest = o.out / (o.part.whole() ? std::string(data::kManifestName)
+                                                          : data::part_manifest_name(o.part));
+  for (const fs::path& finished : {o.out / data::kManifestName, part_manifest}) {
+    if (!rewrites || !fs::exists(finished, ec)) continue;
+    FACETEX_CHECK_USAGE(o.overwrite,
+                        "{} already describes a finished annotated dataset made with other settings (model, landmarks "
+                        "or fit); pass --overwrite to replace it, or choose another --out",
+                        finished.string());
+    log.warn("--overwrite: removing {} before rewriting shards", finished.string());
+    fs::remove(finished, ec);
+  }
 
   // The face model the coefficients belong to, next to the shards (training's model.face_model_mat / _uv).
   f3::save_morphable_model(o.model, o.out / "model.mat", o.out / "uv.npy");
@@ -490,7 +516,6 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
       {"created_by", fmt::format("facetex {} data annotate", FACETEX_VERSION)}};
   write_file_atomic(o.out / kAnnotateRecordName, info.dump(2) + "\n");
 
-  const Range mine = part_range(static_cast<int64_t>(in.shards.size()), o.part);
   int64_t my_rows = 0;
   for (int64_t s = mine.begin; s < mine.end; ++s) my_rows += in.shards[static_cast<size_t>(s)].count;
   log.info("annotating {} rows in shards {}..{} of {} from {} ({} model, {} coefficients; landmarks: {}){}", my_rows,
@@ -507,7 +532,6 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
   m.source = o.shards.string();
   m.created_by = fmt::format("facetex {} data annotate", FACETEX_VERSION);
   if (!o.part.whole()) m.part = o.part;
-  const std::string mdigest = face_model_digest(o.model_name, o.model);
   Annotator annotator(o);
   ShardStats total;
   Progress progress("annotate", my_rows, "images", "data");
@@ -518,12 +542,12 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
     for (const auto& x : in.skipped) {
       if (x.input >= entry.input_begin && x.input < entry.input_end) m.skipped.push_back(x);
     }
-    const std::string digest = shard_digest(o, entry, mdigest);
+    const std::string& digest = digests[static_cast<size_t>(s - mine.begin)];
     data::ShardSummary summary;
     ShardStats stats;
-    if (auto existing = reusable(out_path, digest)) {
+    if (const auto& kept = existing[static_cast<size_t>(s - mine.begin)]) {
       log.info("{}: complete from an earlier run, keeping it", entry.file);
-      summary = *existing;
+      summary = *kept;
       data::ShardReader done(out_path);
       stats = stats_of(done);
       if (summary.count < entry.count) {  // rows skipped by that run: list them again

@@ -90,6 +90,10 @@ struct AnnotateOptions {
   int threads = 0;               // landmark workers; 0 = all hardware threads
   int fit_batch = 256;           // rows per batched fit
   int deflate = 0;               // raw storage: deflate level of the written images
+  // A finished annotated dataset in `out` (its dataset.json or this part's manifest) whose shards these settings
+  // would rewrite (another model, landmark source, fit, ...) is refused unless `overwrite`, which removes the manifest
+  // first, so that a half-rewritten folder never verifies as a dataset.
+  bool overwrite = false;
 };
 
 struct AnnotateResult {

@@ -426,6 +426,22 @@ TEST(AnnotateCli, BadInputsResumeAndTraining) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("(1 written, 1 kept from an earlier run)"), std::string::npos) << r.out;
   EXPECT_EQ(fs::last_write_time(s0), t0);
+  // Other settings into the finished folder would rewrite its shards under a manifest (and model.mat) that no longer
+  // describe them: refused before anything is written; --overwrite unlists the dataset first, then rewrites.
+  const std::string model_before = test::read_bytes(fs::path(out) / "model.mat");
+  const std::string other = " --model synthetic --model-seed 6 --landmarks annotations --threads 2";
+  r = run_facetex("data annotate --shards " + w + "/shards --out " + out + other);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("made with other settings (model, landmarks or fit); pass --overwrite"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(test::read_bytes(fs::path(out) / "model.mat"), model_before);
+  EXPECT_EQ(fs::last_write_time(s0), t0);
+  r = run_facetex("data annotate --shards " + w + "/shards --out " + out + other + " --overwrite");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("(2 written, 0 kept"), std::string::npos) << r.out;
+  EXPECT_NE(test::read_bytes(fs::path(out) / "model.mat"), model_before);
+  r = run_facetex("data annotate --shards " + w + "/shards --out " + out + common + " --overwrite");  // back
+  ASSERT_EQ(r.exit_code, 0) << r.err;
   // Parts: two tasks, then merge-manifest.
   const std::string parts = (tmp / "parts").string();
   for (const char* p : {"0/2", "1/2"}) {
