@@ -222,16 +222,25 @@ void add_data_commands(Cli& cli) {
   cli.option(synth, "--texture-resolution", "synth.texture_resolution", "UV texture side", "64");
   cli.option(synth, "--seed", "synth.seed", "Seed of the world", "0");
   cli.option(synth, "--shard-size", "synth.shard_size", "Images per shard", "256");
+  cli.flag(synth, "--overwrite", "synth.overwrite",
+           "Replace a world in --out made with other settings (default: refuse; the same settings keep it)");
   cli.on_run(synth, [](const Config& c) {
     train::SyntheticWorldOptions o;
     o.out = c.require_string("synth.out");
     o.count = c.get_int("synth.count", o.count);
-    o.resolution = static_cast<int>(c.get_int("synth.resolution", o.resolution));
-    o.texture_resolution = static_cast<int>(c.get_int("synth.texture_resolution", o.texture_resolution));
+    const int64_t resolution = c.get_int("synth.resolution", o.resolution),
+                  texture_resolution = c.get_int("synth.texture_resolution", o.texture_resolution);
+    FACETEX_CHECK_USAGE(o.count >= 1 && o.count <= 100'000'000, "--count {}: must be 1..100000000", o.count);
+    FACETEX_CHECK_USAGE(resolution >= 16 && resolution <= 4096 && texture_resolution >= 16 && texture_resolution <= 4096,
+                        "--resolution {} / --texture-resolution {}: must be 16..4096", resolution, texture_resolution);
+    o.resolution = static_cast<int>(resolution);
+    o.texture_resolution = static_cast<int>(texture_resolution);
+    o.overwrite = c.get_bool("synth.overwrite", false);
     o.seed = static_cast<uint64_t>(c.get_int("synth.seed", 0));
     o.shard_size = c.get_int("synth.shard_size", o.shard_size);
     const auto r = train::write_synthetic_world(o);
-    std::printf("synth: %lld images in %.1f s -> %s/shards\n", static_cast<long long>(r.images), r.seconds,
+    std::printf("synth: %lld images %s -> %s/shards\n", static_cast<long long>(r.images),
+                r.kept ? "already there (same settings; nothing written)" : fmt::format("in {:.1f} s", r.seconds).c_str(),
                 o.out.string().c_str());
     return 0;
   });

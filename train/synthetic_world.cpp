@@ -15,6 +15,7 @@
 #include "core/crc32.h"
 #include "models/face3d/geometry.h"
 #include "train/face_renderer.h"
+#include "train/job_settings.h"
 #include "train/shards_face_model.h"
 
 namespace fs = std::filesystem;
@@ -124,6 +125,40 @@ SyntheticWorldSummary write_synthetic_world(const SyntheticWorldOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   FACETEX_CHECK_USAGE(o.count >= 1 && o.resolution >= 16 && o.texture_resolution >= 16 && o.shard_size >= 1,
                       "synth: count, shard size >= 1 and resolutions >= 16 required");
+  nlohmann::json world = {{"format", "facetex-synthetic-world"}, {"version", 1}, {"count", o.count},
+                          {"resolution", o.resolution}, {"texture_resolution", o.texture_resolution},
+                          {"seed", o.seed}, {"model_grid", o.model_grid}, {"shard_size", o.shard_size},
+                          {"created_by", std::string("facetex ") + FACETEX_VERSION + " data synth"}};
+  std::error_code ec;
+  FACETEX_CHECK_USAGE(!fs::exists(o.out, ec) || fs::is_directory(o.out, ec), "--out {}: not a folder", o.out.string());
+  const fs::path record = o.out / kWorldRecordName, manifest_path = o.out / "shards" / data::kManifestName;
+  if (fs::exists(record, ec)) {
+    nlohmann::json then;
+    try {
+      then = nlohmann::json::parse(read_file(record));
+    } catch (const std::exception&) {
+    }
+    nlohmann::json now = world, was = then.is_object() ? then : nlohmann::json::object();
+    now.erase("created_by");
+    if (was.is_object() && !was.contains("shard_size")) now.erase("shard_size");  // not recorded before 0.1's stop 18
+    const std::string difference = job_settings_difference(was, now);
+    if (difference.empty() && fs::exists(manifest_path, ec)) {
+      log::get("data").info("{}: a finished world with these settings is there; nothing to write", o.out.string());
+      SyntheticWorldSummary kept;
+      kept.kept = true;
+      kept.images = o.count;
+      return kept;
+    }
+    FACETEX_CHECK_USAGE(o.overwrite || !fs::exists(manifest_path, ec),
+                        "{} holds a synthetic world made with other settings ({}); pass --overwrite to replace it, or "
+                        "choose another --out",
+                        o.out.string(), difference.empty() ? "settings not recorded" : difference);
+    // Unlisted first, then its shards go: an interrupted rewrite never verifies as the old world.
+    fs::remove(manifest_path, ec);
+    for (const auto& e : fs::directory_iterator(o.out / "shards", ec)) {
+      if (e.path().extension() == ".h5") fs::remove(e.path(), ec);
+    }
+  }
   fs::create_directories(o.out / "shards");
   f3::SyntheticModelOptions mo;
   mo.seed = o.seed;
@@ -132,11 +167,7 @@ SyntheticWorldSummary write_synthetic_world(const SyntheticWorldOptions& o) {
   f3::save_morphable_model(model, o.out / "model.mat", o.out / "uv.npy");
   FaceRenderer renderer(model);
 
-  nlohmann::json world = {{"format", "facetex-synthetic-world"}, {"version", 1}, {"count", o.count},
-                          {"resolution", o.resolution}, {"texture_resolution", o.texture_resolution},
-                          {"seed", o.seed}, {"model_grid", o.model_grid},
-                          {"created_by", std::string("facetex ") + FACETEX_VERSION + " data synth"}};
-  write_file_atomic(o.out / kWorldRecordName, world.dump(2) + "\n");
+  write_file_atomic(record, world.dump(2) + "\n");
 
   at::Generator gen = at::detail::createCPUGenerator(o.seed * 7919 + 1);
   data::Manifest manifest;

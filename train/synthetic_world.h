@@ -23,11 +23,16 @@ struct SyntheticWorldOptions {
   uint64_t seed = 0;
   int64_t shard_size = 256;
   int model_grid = 40;          // the synthetic model has model_grid^2 vertices
+  // A world already in `out` made with the same settings is kept (nothing is written: the world is a function of
+  // them); one made with other settings is refused (UsageError naming them) unless `overwrite`, which unlists and
+  // removes its shards first.
+  bool overwrite = false;
 };
 
 struct SyntheticWorldSummary {
   int64_t images = 0;
   double seconds = 0;
+  bool kept = false;  // the world was already there, made with these settings
 };
 
 // Writes <out>/model.mat + <out>/uv.npy (the face model), <out>/shards/ (raw images with annotations and

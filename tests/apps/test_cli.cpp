@@ -100,6 +100,18 @@ TEST(Cli, SyntheticWorldTrainAndMetricsEndToEnd) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = run_facetex("data verify " + w + "/shards");
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  // The same world again is kept; another one over it is refused (its shards would be rewritten under the training
+  // data's feet), naming what differs.
+  const auto shard_time = fs::last_write_time(fs::path(w) / "shards" / "shard-00000.h5");
+  r = run_facetex("data synth --out " + w + " --count 24 --resolution 32 --texture-resolution 32 --shard-size 12");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("already there (same settings; nothing written)"), std::string::npos) << r.out;
+  r = run_facetex("data synth --out " + w + " --count 24 --resolution 32 --texture-resolution 32 --shard-size 12 --seed 9");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("seed: 0 then, 9 now); pass --overwrite"), std::string::npos) << r.err;
+  EXPECT_EQ(fs::last_write_time(fs::path(w) / "shards" / "shard-00000.h5"), shard_time);
+  r = run_facetex("data synth --out " + w + " --count 8 --resolution 4294967312");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
   const std::string sets =
       " --set model.resolution=32 --set model.texture_resolution=32 --set model.z_dim=16 --set model.w_dim=16"
       " --set model.channel_base=128 --set model.channel_max=16 --set model.mbstd_group=2 --set train.batch=4"
