@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <map>
 #include <regex>
+#include <set>
+#include <type_traits>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -21,6 +23,10 @@ std::string hex32(uint32_t v) { return fmt::format("{:#010x}", v); }
 template <typename T>
 T field(const json& j, const char* name, const std::string& where) {
   FACETEX_CHECK_DATA(j.contains(name), "{}: missing field '{}'", where, name);
+  if constexpr (std::is_integral_v<T>) {  // 10.5 or "10" is not a count (get<> would truncate or refuse later)
+    FACETEX_CHECK_DATA(j.at(name).is_number_integer(), "{}: field '{}' must be an integer, got {}", where, name,
+                       j.at(name).dump());
+  }
   try {
     return j.at(name).get<T>();
   } catch (const json::exception&) {
@@ -128,10 +134,44 @@ Manifest parse_manifest(const fs::path& file) {
     m.shards.push_back(e);
   }
   FACETEX_CHECK_DATA(sum == m.count, "{}: shards hold {} rows but count is {}", where, sum, m.count);
+  FACETEX_CHECK_DATA(m.channels == kChannels, "{}: channels {} (facetex shards hold RGB: {})", where, m.channels,
+                     kChannels);
   if (j.contains("skipped")) {
+    FACETEX_CHECK_DATA(j.at("skipped").is_array(), "{}: field 'skipped' must be a list", where);
     for (const auto& s : j.at("skipped")) {
-      m.skipped.push_back({s.value("input", int64_t{-1}), s.value("key", ""), s.value("reason", "")});
+      const std::string w = fmt::format("{} (skipped[{}])", where, m.skipped.size());
+      FACETEX_CHECK_DATA(s.is_object(), "{}: not an object", w);
+      m.skipped.push_back({s.contains("input") ? field<int64_t>(s, "input", w) : -1, s.value("key", ""),
+                           s.value("reason", "")});
     }
+  }
+  // The shards list each input range once, in order, inside [0, total_inputs): a repeated or reordered entry would
+  // be read twice, and a range missing from the list (no skipped input in it) would lose its images unnoticed.
+  std::set<std::string> files;
+  int64_t covered = m.part ? -1 : 0;  // a part manifest starts at its own first range
+  for (const ShardEntry& e : m.shards) {
+    FACETEX_CHECK_DATA(files.insert(e.file).second, "{}: shard {} is listed twice", where, e.file);
+    FACETEX_CHECK_DATA(e.input_begin >= 0 && e.input_end <= m.total_inputs,
+                       "{}: {} covers inputs [{}, {}) outside [0, total_inputs {})", where, e.file, e.input_begin,
+                       e.input_end, m.total_inputs);
+    if (covered >= 0 && e.input_begin != covered) {
+      const bool explained = std::any_of(m.skipped.begin(), m.skipped.end(), [&](const SkippedInput& x) {
+        return x.input >= covered && x.input < e.input_begin;
+      });
+      FACETEX_CHECK_DATA(e.input_begin > covered && explained,
+                         "{}: {} starts at input {}, expected {} (shards out of order, overlapping, or a range missing "
+                         "with no skipped input listed in it)",
+                         where, e.file, e.input_begin, covered);
+    }
+    covered = e.input_end;
+  }
+  if (!m.part && covered != m.total_inputs) {
+    const int64_t end = covered;
+    const bool explained = std::any_of(m.skipped.begin(), m.skipped.end(),
+                                       [&](const SkippedInput& x) { return x.input >= end && x.input < m.total_inputs; });
+    FACETEX_CHECK_DATA(end < m.total_inputs && explained,
+                       "{}: the shards cover inputs [0, {}) but total_inputs is {} (no skipped input listed after {})",
+                       where, end, m.total_inputs, end);
   }
   return m;
 }

@@ -181,8 +181,17 @@ TEST(DamagedShard, ManifestThatDisagreesWithItsShardsIsNamed) {
       {[](nlohmann::json& j) { j["count"] = 7; }, "shards hold 6 rows but count is 7"},
       {[](nlohmann::json& j) { j.erase("storage"); }, "missing field 'storage'"},
       {[](nlohmann::json& j) { j["shards"][0]["rows_crc32"] = "zz"; }, "rows_crc32 'zz' is not a hex number"},
-      {[](nlohmann::json& j) { j["shards"][0]["count"] = "three"; }, "field 'count' has the wrong type"},
-      {[](nlohmann::json& j) { j["skipped"] = {{{"input", "x"}}}; }, "malformed manifest"},
+      {[](nlohmann::json& j) { j["shards"][0]["count"] = "three"; }, "field 'count' must be an integer"},
+      {[](nlohmann::json& j) { j["skipped"] = {{{"input", "x"}}}; }, "(skipped[0]): field 'input' must be an integer"},
+      // Lies that read as a dataset: a count that is not whole, a channel count no shard has, a shard listed twice,
+      // one left out (its inputs would vanish unnoticed), a range outside the inputs.
+      {[](nlohmann::json& j) { j["shards"][0]["count"] = 3.5; }, "field 'count' must be an integer, got 3.5"},
+      {[](nlohmann::json& j) { j["channels"] = 4; }, "channels 4"},
+      {[](nlohmann::json& j) { j["shards"][1] = j["shards"][0]; j["count"] = 2 * j["shards"][0]["count"].get<int>(); },
+       "is listed twice"},
+      {[](nlohmann::json& j) { j["count"] = j["shards"][0]["count"]; j["shards"].erase(1); },
+       "the shards cover inputs [0, 3) but total_inputs is 6"},
+      {[](nlohmann::json& j) { j["total_inputs"] = 3; }, "outside [0, total_inputs 3)"},
   };
   for (const auto& c : cases) {
     edit(c.change);
