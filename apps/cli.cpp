@@ -1,8 +1,10 @@
 #include "apps/cli.h"
 
+#include <c10/util/Exception.h>
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <string>
 
 #include "cluster/mpi_communicator.h"
 #include "cluster/world.h"
@@ -126,6 +128,12 @@ int Cli::run_job(std::unique_ptr<monitoring::Exporter>& exporter) {
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: %s: %s\n", who().c_str(), exit_code_name(e.code()), e.what());
     return static_cast<int>(e.code());
+  } catch (const c10::Error& e) {
+    // LibTorch's message without its C++ stack trace: one line, as every other error.
+    std::string message = e.what_without_backtrace();
+    if (const auto nl = message.find('\n'); nl != std::string::npos) message.resize(nl);
+    std::fprintf(stderr, "%s: runtime error: %s\n", who().c_str(), message.c_str());
+    return static_cast<int>(ExitCode::kRuntime);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: runtime error: %s\n", who().c_str(), e.what());
     return static_cast<int>(ExitCode::kRuntime);

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -140,8 +141,9 @@ int run_annotate(const Config& c) {
   o.fit.id_weight = c.get_double("annotate.id_weight", o.fit.id_weight);
   o.fit.exp_weight = c.get_double("annotate.exp_weight", o.fit.exp_weight);
   o.fit.use_jaw = c.get_bool("annotate.use_jaw", false);
-  FACETEX_CHECK_USAGE(o.fit.iterations >= 1 && o.fit.id_weight >= 0 && o.fit.exp_weight >= 0,
-                      "--iterations must be >= 1 and the prior weights >= 0");
+  FACETEX_CHECK_USAGE(o.fit.iterations >= 1 && o.fit.id_weight >= 0 && o.fit.exp_weight >= 0 &&
+                          std::isfinite(o.fit.id_weight) && std::isfinite(o.fit.exp_weight),
+                      "--iterations must be >= 1 and the prior weights finite and >= 0");
   std::string assets = c.get_string("annotate.assets", "");
   if (assets.empty()) {
     const char* env = std::getenv("FACETEX_ASSETS");

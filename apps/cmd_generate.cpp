@@ -2,7 +2,9 @@
 #include <c10/core/Device.h>
 #include <ATen/Context.h>
 
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <tuple>
 
 #include "apps/cli.h"
@@ -50,7 +52,10 @@ train::GenerateCommon read_common(const Config& c, const std::string& prefix, co
   const Range r = part_range(static_cast<int64_t>(seeds.size()), part);
   g.seeds.assign(seeds.begin() + r.begin, seeds.begin() + r.end);
   g.out = c.require_string(prefix + ".out");
+  FACETEX_CHECK_USAGE(!std::filesystem::exists(g.out) || std::filesystem::is_directory(g.out), "--out {}: not a folder",
+                      g.out.string());
   g.truncation_psi = c.get_double(prefix + ".trunc", trunc_default);
+  FACETEX_CHECK_USAGE(std::isfinite(g.truncation_psi), "--trunc must be a finite number, got {}", g.truncation_psi);
   g.noise = models::stylegan2::parse_noise_mode(c.get_string(prefix + ".noise_mode", noise_default));
   g.batch = c.get_int(prefix + ".batch", 4);
   FACETEX_CHECK_USAGE(g.batch >= 1, "--batch must be at least 1, got {}", g.batch);

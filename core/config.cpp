@@ -55,14 +55,20 @@ std::string type_name(const toml::node& n) {
   return ss.str();
 }
 
-void merge_into(toml::table& dst, const toml::table& src) {
+// `prefix`: the dotted path of dst, for messages. A value over a table (`--set train=1` over a preset's [train]) or
+// a table over a value would silently drop settings: a usage error naming the key.
+void merge_into(toml::table& dst, const toml::table& src, const std::string& prefix = "") {
   for (const auto& [k, v] : src) {
-    if (const toml::table* sub = v.as_table()) {
-      toml::node* existing = dst.get(k);
-      if (existing != nullptr && existing->is_table()) {
-        merge_into(*existing->as_table(), *sub);
-        continue;
-      }
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    toml::node* existing = dst.get(k);
+    if (existing != nullptr) {
+      FACETEX_CHECK_USAGE(existing->is_table() == v.is_table(), "config key '{}' is a {} here and a {} there; set {}",
+                          key, existing->is_table() ? "table" : "value", v.is_table() ? "table" : "value",
+                          existing->is_table() ? "one of its keys (e.g. " + key + ".name=value)" : "it as a value");
+    }
+    if (const toml::table* sub = v.as_table(); sub != nullptr && existing != nullptr) {
+      merge_into(*existing->as_table(), *sub, key);
+      continue;
     }
     dst.insert_or_assign(k, v);
   }

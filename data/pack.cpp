@@ -224,6 +224,7 @@ PackResult pack_images(const PackOptions& o) {
   }
 
   std::error_code ec;
+  FACETEX_CHECK_USAGE(!fs::exists(o.out, ec) || fs::is_directory(o.out, ec), "--out {}: not a folder", o.out.string());
   fs::create_directories(o.out, ec);
   FACETEX_CHECK_RUNTIME(!ec, "{}: cannot create output folder: {}", o.out.string(), ec.message());
 

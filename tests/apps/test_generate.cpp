@@ -213,6 +213,13 @@ TEST(GenerateTextured, ExitCodes) {
   EXPECT_NE(r.err.find("0-x"), std::string::npos) << r.err;
   r = run_facetex(textured_args(dir / "x", "3-1", 1));
   EXPECT_EQ(r.exit_code, 2) << r.err;
+  r = run_facetex(textured_args(dir / "x", "0", 1, "--trunc nan"));  // would write all-NaN outputs
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--trunc must be a finite number"), std::string::npos) << r.err;
+  test::write_bytes(dir / "file", "x");
+  r = run_facetex(textured_args(dir / "file", "0", 1));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("not a folder"), std::string::npos) << r.err;
   r = run_facetex(fmt::format("generate textured --checkpoint {} --background-generator {} --dfr {} --face-model "
                               "{}:{} --seeds 0 --out {}",
                               f.tex_G.string(), f.bg_G.string(), (dir / "no_dfr.h5").string(), f.mat.string(),

@@ -88,6 +88,12 @@ TEST(Config, MergeOverridesRecursively) {
   EXPECT_EQ(base.get_int("a.y", 0), 20);
   EXPECT_EQ(base.get_int("b.z", 0), 3);
   EXPECT_EQ(base.get_int("c.w", 0), 4);
+  // A value over a table (--set train=1 over a preset's [train]) would drop the table's settings; and the reverse.
+  Config over_table;
+  over_table.set("b=1");
+  EXPECT_THROW(base.merge(over_table), UsageError);
+  EXPECT_THROW(base.merge(Config::parse("[a.x]\nq = 1\n")), UsageError);
+  EXPECT_EQ(base.get_int("b.z", 0), 3);
 }
 
 TEST(Partition, ParsesAndSplitsEvenlyWithoutGapsOrOverlap) {

@@ -105,6 +105,19 @@ TEST(Fid, SelfIsZeroAndShiftIsClosedForm) {
   EXPECT_NEAR(m::fid(xa, xb), closed, 0.05 * closed);
 }
 
+// One image has no covariance: refused for either set, naming it.
+TEST(Fid, NeedsTwoImagesPerSet) {
+  const at::Tensor one = at::randn({1, 4}, at::kDouble), many = at::randn({6, 4}, at::kDouble);
+  try {
+    m::fid(many, one);
+    ADD_FAILURE() << "FID of one generated image";
+  } catch (const facetex::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("the generated (--fake) set has 1"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(m::fid(one, many), facetex::DataError);
+  EXPECT_NO_THROW(m::fid(many, many.flip(0)));
+}
+
 TEST(Fid, MatchesNumpyReference) {
   const at::Tensor real = fixture_features(30, 8, 0.0, 1.0), gen = fixture_features(30, 8, 0.5, 1.3);
   EXPECT_NEAR(m::fid(real, gen), 0.37120313011895867, 1e-8);  // make_metric_fixtures.py (eigvals of S1 S2)

@@ -25,6 +25,10 @@ class InceptionExtractor final : public FeatureExtractor {
     FACETEX_CHECK_DATA(fs::is_regular_file(file), "{}: Inception TorchScript file not found", file.string());
     try {
       module_ = torch::jit::load(file.string(), device);
+    } catch (const c10::Error& e) {
+      std::string why = e.what_without_backtrace();
+      if (const auto nl = why.find('\n'); nl != std::string::npos) why.resize(nl);
+      throw DataError(fmt::format("{}: not a TorchScript module: {}", file.string(), why));
     } catch (const std::exception& e) {
       throw DataError(fmt::format("{}: not a TorchScript module: {}", file.string(), e.what()));
     }

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <utility>
+
 #include <numeric>
 #include <random>
 #include <vector>
@@ -49,6 +51,12 @@ double frechet_distance(const at::Tensor& mu1_in, const at::Tensor& cov1_in, con
 }
 
 double fid(const at::Tensor& real_features, const at::Tensor& gen_features) {
+  // One image has no spread: its covariance is 0 and FID degenerates to a squared mean distance.
+  for (const auto& [set, f] : {std::pair<const char*, const at::Tensor*>{"real (--real)", &real_features},
+                               std::pair<const char*, const at::Tensor*>{"generated (--fake)", &gen_features}}) {
+    FACETEX_CHECK_DATA(f->dim() == 2 && f->size(0) >= 2, "FID needs at least 2 images per set; the {} set has {}",
+                       set, f->dim() == 2 ? f->size(0) : 0);
+  }
   const FeatureMoments r = feature_moments(real_features), g = feature_moments(gen_features);
   FACETEX_CHECK_USAGE(r.mean.size(0) == g.mean.size(0), "real and generated features differ in dimension ({} vs {})",
                       r.mean.size(0), g.mean.size(0));
