@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <functional>
+#include <memory>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -12,6 +14,9 @@ namespace facetex {
 
 struct Config::Impl {
   toml::table root;
+  // Keys a job asked for (get_*, require_*, has): what is left over is a typo or a setting no code reads. Shared by
+  // copies, so that a copy handed to a parser records into the original.
+  std::shared_ptr<std::set<std::string>> asked = std::make_shared<std::set<std::string>>();
 };
 
 Config::Config() : impl_(std::make_unique<Impl>()) {}
@@ -144,9 +149,13 @@ void Config::set_value(const std::string& key, const std::string& value_text) {
 
 void Config::merge(const Config& other) { merge_into(impl_->root, other.impl_->root); }
 
-bool Config::has(const std::string& key) const { return find(impl_->root, key) != nullptr; }
+bool Config::has(const std::string& key) const {
+  impl_->asked->insert(key);
+  return find(impl_->root, key) != nullptr;
+}
 
 std::optional<int64_t> Config::get_int(const std::string& key) const {
+  impl_->asked->insert(key);
   const toml::node* n = find(impl_->root, key);
   if (n == nullptr) return std::nullopt;
   auto v = n->value_exact<int64_t>();
@@ -155,6 +164,7 @@ std::optional<int64_t> Config::get_int(const std::string& key) const {
 }
 
 std::optional<double> Config::get_double(const std::string& key) const {
+  impl_->asked->insert(key);
   const toml::node* n = find(impl_->root, key);
   if (n == nullptr) return std::nullopt;
   if (auto i = n->value_exact<int64_t>()) return static_cast<double>(*i);
@@ -164,6 +174,7 @@ std::optional<double> Config::get_double(const std::string& key) const {
 }
 
 std::optional<bool> Config::get_bool(const std::string& key) const {
+  impl_->asked->insert(key);
   const toml::node* n = find(impl_->root, key);
   if (n == nullptr) return std::nullopt;
   auto v = n->value_exact<bool>();
@@ -172,6 +183,7 @@ std::optional<bool> Config::get_bool(const std::string& key) const {
 }
 
 std::optional<std::string> Config::get_string(const std::string& key) const {
+  impl_->asked->insert(key);
   const toml::node* n = find(impl_->root, key);
   if (n == nullptr) return std::nullopt;
   auto v = n->value_exact<std::string>();
@@ -197,6 +209,15 @@ std::vector<std::string> Config::keys() const {
   std::sort(out.begin(), out.end());
   return out;
 }
+
+std::vector<std::string> Config::unread_keys() const {
+  std::vector<std::string> out;
+  for (const std::string& k : keys())
+    if (!impl_->asked->count(k)) out.push_back(k);
+  return out;
+}
+
+std::vector<std::string> Config::asked_keys() const { return {impl_->asked->begin(), impl_->asked->end()}; }
 
 std::optional<std::string> Config::value_text(const std::string& key) const {
   const toml::node* n = find(impl_->root, key);

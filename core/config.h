@@ -51,6 +51,10 @@ class Config {
 
   // Every leaf as a dotted key, sorted.
   std::vector<std::string> keys() const;
+  // Leaves no get_*/require_*/has call asked for (sorted), and the keys that were asked for: after a job has read its
+  // settings, an unread key is a typo or a setting the job does not have.
+  std::vector<std::string> unread_keys() const;
+  std::vector<std::string> asked_keys() const;
   // A leaf's value as TOML text (64, 0.5, true, "x", [1, 2]); nullopt when absent or a table.
   std::optional<std::string> value_text(const std::string& key) const;
   std::string to_toml() const;

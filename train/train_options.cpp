@@ -165,6 +165,24 @@ TrainOptions parse_train_options(const Config& config) {
   FACETEX_CHECK_USAGE(o.ema_kimg >= 0 && (!o.ema_rampup || *o.ema_rampup >= 0),
                       "train.ema_kimg and train.ema_rampup must be >= 0");
   FACETEX_CHECK_USAGE(o.loader_threads >= 0, "data.threads must be >= 0 (0: one per core), got {}", o.loader_threads);
+  // Every key must be one the trainer reads: a typo (train.lr_g for train.lr_G) would otherwise be ignored silently.
+  config.has("run.preset");  // chose the base config; not a training setting
+  const std::vector<std::string> unknown = config.unread_keys();
+  if (!unknown.empty()) {
+    const std::vector<std::string> asked = config.asked_keys();
+    std::string list;
+    for (const std::string& k : unknown) {
+      const auto lower = [](std::string t) {
+        std::transform(t.begin(), t.end(), t.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+        return t;
+      };
+      const auto near = std::find_if(asked.begin(), asked.end(), [&](const std::string& a) { return lower(a) == lower(k); });
+      list += fmt::format("{}{}{}", list.empty() ? "" : ", ", k, near != asked.end() ? " (did you mean " + *near + "?)" : "");
+    }
+    throw UsageError(fmt::format("unknown config key{} {}: facetex train does not read {} (configs/*.toml and "
+                                 "docs/operations.md list the settings)",
+                                 unknown.size() == 1 ? "" : "s", list, unknown.size() == 1 ? "it" : "them"));
+  }
   return o;
 }
 

@@ -58,7 +58,9 @@ TEST(TrainOptions, BadValuesAreUsageErrorsNamingTheKey) {
                           "train.pl_batch_shrink=0", "train.ema_kimg=-1", "data.threads=-2", "augment.p=2",
                           "augment.target=-1", "augment.interval=0",
                           // a run that cannot end, or ends before its first image
-                          "run.total_kimg=inf", "run.total_kimg=1e-9", "run.kimg_per_tick=inf"}) {
+                          "run.total_kimg=inf", "run.total_kimg=1e-9", "run.kimg_per_tick=inf",
+                          // keys the trainer does not read: a typo would be ignored silently
+                          "train.lr_g=0.1", "nonsense.key=1"}) {
     Config c = Config::load(preset_path("synth64"));
     c.set(bad);
     const std::string key = std::string(bad).substr(0, std::string(bad).find('='));
