@@ -11,6 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/log.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -178,6 +179,19 @@ Manifest parse_manifest(const fs::path& file) {
 
 void write_manifest(const fs::path& file, const Manifest& manifest) {
   write_file_atomic(file, to_json(manifest).dump(2) + "\n");
+}
+
+void unlist_before_rewrite(const fs::path& dir, const fs::path& own, bool rewrites, bool overwrite,
+                           const std::string& what) {
+  std::error_code ec;
+  for (const fs::path& finished : {dir / kManifestName, own}) {
+    if (!rewrites || !fs::exists(finished, ec)) continue;
+    FACETEX_CHECK_USAGE(overwrite,
+                        "{} already describes a finished {}; pass --overwrite to replace it, or choose another --out",
+                        finished.string(), what);
+    log::get("data").warn("--overwrite: removing {} before rewriting shards", finished.string());
+    fs::remove(finished, ec);
+  }
 }
 
 Manifest merge_part_manifests(const fs::path& dir) {

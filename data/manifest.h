@@ -53,6 +53,13 @@ std::string part_manifest_name(const Part& part);  // "dataset.part-00003-of-000
 Manifest read_manifest(const std::filesystem::path& file);
 void write_manifest(const std::filesystem::path& file, const Manifest& manifest);  // atomic
 
+// Before a job rewrites shards of `dir` (`rewrites`: some shard there differs from what it will write): a finished
+// manifest there (dataset.json, or the job's own part manifest `own`) is refused — UsageError "<manifest> already
+// describes a finished <what>; pass --overwrite ..." — unless `overwrite`, which removes it first, so that a
+// half-rewritten folder never reads as a dataset.
+void unlist_before_rewrite(const std::filesystem::path& dir, const std::filesystem::path& own, bool rewrites,
+                           bool overwrite, const std::string& what);
+
 // Joins dataset.part-*-of-N.json in `dir` into dir/dataset.json. DataError when a part is missing, duplicated,
 // inconsistent (resolution, storage, shard size, input count) or when shards overlap.
 Manifest merge_part_manifests(const std::filesystem::path& dir);

@@ -265,15 +265,7 @@ PackResult pack_images(const PackOptions& o) {
     slots.push_back(std::move(s));
   }
   const fs::path manifest_path = o.out / (o.part.whole() ? std::string(kManifestName) : part_manifest_name(o.part));
-  for (const fs::path& finished : {o.out / kManifestName, manifest_path}) {
-    if (!rewrites || !fs::exists(finished, ec)) continue;
-    FACETEX_CHECK_USAGE(o.overwrite,
-                        "{} already describes a finished dataset made from other inputs or settings; pass --overwrite "
-                        "to replace it, or choose another --out",
-                        finished.string());
-    log.warn("--overwrite: removing {} before rewriting shards", finished.string());
-    fs::remove(finished, ec);
-  }
+  unlist_before_rewrite(o.out, manifest_path, rewrites, o.overwrite, "dataset made from other inputs or settings");
 
   Progress progress("pack", my_inputs, "images", "data");
   for (const Slot& slot : slots) {

@@ -490,15 +490,8 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
   }
   const fs::path part_manifest = o.out / (o.part.whole() ? std::string(data::kManifestName)
                                                           : data::part_manifest_name(o.part));
-  for (const fs::path& finished : {o.out / data::kManifestName, part_manifest}) {
-    if (!rewrites || !fs::exists(finished, ec)) continue;
-    FACETEX_CHECK_USAGE(o.overwrite,
-                        "{} already describes a finished annotated dataset made with other settings (model, landmarks "
-                        "or fit); pass --overwrite to replace it, or choose another --out",
-                        finished.string());
-    log.warn("--overwrite: removing {} before rewriting shards", finished.string());
-    fs::remove(finished, ec);
-  }
+  data::unlist_before_rewrite(o.out, part_manifest, rewrites, o.overwrite,
+                              "annotated dataset made with other settings (model, landmarks or fit)");
 
   // The face model the coefficients belong to, next to the shards (training's model.face_model_mat / _uv).
   f3::save_morphable_model(o.model, o.out / "model.mat", o.out / "uv.npy");
