@@ -64,9 +64,10 @@ int run_verify(const Config& c) {
   auto r = data::verify_dataset(o);
   for (const auto& n : r.notes) std::printf("note: %s\n", n.c_str());
   for (const auto& p : r.problems) std::fprintf(stderr, "bad: %s\n", p.c_str());
-  std::printf("verify: %lld shards, %lld rows checked, %lld bad rows, %zu problems — %s\n",
+  std::printf("verify: %lld shards, %lld rows checked, %lld bad rows, %lld annotations checked, %zu problems — %s\n",
               static_cast<long long>(r.shards), static_cast<long long>(r.rows_checked),
-              static_cast<long long>(r.bad_rows), r.problems.size(), r.ok() ? "OK" : "FAILED");
+              static_cast<long long>(r.bad_rows), static_cast<long long>(r.annotations_checked), r.problems.size(),
+              r.ok() ? "OK" : "FAILED");
   return r.ok() ? 0 : static_cast<int>(ExitCode::kData);
 }
 

@@ -1,5 +1,6 @@
 #include "core/h5.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <mutex>
 
@@ -76,6 +77,22 @@ bool exists(hid_t loc, const std::string& name) {
   htri_t r = H5Lexists(loc, name.c_str(), H5P_DEFAULT);
   if (r < 0) last_error();
   return r > 0;
+}
+
+namespace {
+herr_t collect_child_name(hid_t, const char* name, const H5L_info_t*, void* out) {
+  static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+  return 0;
+}
+}  // namespace
+
+std::vector<std::string> child_names(hid_t group) {
+  std::vector<std::string> names;
+  hsize_t index = 0;
+  FACETEX_CHECK_DATA(H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, &index, collect_child_name, &names) >= 0,
+                     "{}: cannot list a group: {}", file_name(group), reason());
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 Id open_dataset(hid_t loc, const std::string& name) {

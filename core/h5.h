@@ -54,6 +54,7 @@ std::string file_name(hid_t obj);
 
 // Objects.
 bool exists(hid_t loc, const std::string& name);  // a direct child link
+std::vector<std::string> child_names(hid_t group);  // the direct children's names, sorted
 Id open_dataset(hid_t loc, const std::string& name);  // DataError "<file>: missing dataset /<name>"
 Id open_group(hid_t loc, const std::string& name);
 Id create_group(hid_t loc, const std::string& name);

@@ -7,6 +7,7 @@
 #include <exception>
 #include <mutex>
 #include <optional>
+#include <regex>
 #include <thread>
 
 #include "core/atomic_file.h"
@@ -179,6 +180,22 @@ class Packer {
 };
 
 // Removes "<shard>.partial-*" leftovers of a crashed earlier attempt at this shard (only this task writes it).
+// Shard files of an earlier run past this input list's last slot (the input list shrank). No manifest written from
+// now on describes them, so they go once the new manifest is written: left in place, a reader that globs shard-*.h5
+// or a later merge of an older split would take them for part of this dataset.
+std::vector<fs::path> shards_past(const fs::path& dir, int64_t num_slots) {
+  static const std::regex pattern(R"(shard-(\d+)\.h5)");
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::smatch match;
+    const std::string name = e.path().filename().string();
+    if (std::regex_match(name, match, pattern) && std::stoll(match[1]) >= num_slots) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 void remove_partials(const fs::path& dir, const std::string& shard_name) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
@@ -264,6 +281,9 @@ PackResult pack_images(const PackOptions& o) {
     rewrites |= !s.existing.has_value() && fs::exists(o.out / shard_file_name(k), ec);
     slots.push_back(std::move(s));
   }
+  // The part that owns the last slot (or a whole run) answers for shards past it.
+  const std::vector<fs::path> stale = mine.end == num_slots ? shards_past(o.out, num_slots) : std::vector<fs::path>{};
+  rewrites |= !stale.empty();
   const fs::path manifest_path = o.out / (o.part.whole() ? std::string(kManifestName) : part_manifest_name(o.part));
   unlist_before_rewrite(o.out, manifest_path, rewrites, o.overwrite, "dataset made from other inputs or settings");
 
@@ -307,6 +327,11 @@ PackResult pack_images(const PackOptions& o) {
   }
   result.manifest_path = manifest_path;
   write_manifest(result.manifest_path, m);
+  for (const fs::path& file : stale) {
+    log.info("{}: past the last of {} shards (an earlier run had more inputs), removing it", file.filename().string(),
+             num_slots);
+    fs::remove(file, ec);
+  }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
 }

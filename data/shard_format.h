@@ -7,6 +7,7 @@
 //   /offsets  uint64 [N+1]: row i is encoded[offsets[i] : offsets[i+1]]
 //   /keys     string [N]: source path inside the input folder/zip
 //   /crc32    uint32 [N]: CRC-32 (zlib polynomial) of the row's image bytes (raw HWC pixels, or the encoded file)
+//   /<annotation>  float32 or uint8 [N, ...]  attrs: crc32 (of all its values)      (data annotate, data synth)
 //
 // Encoded rows are a flat byte dataset plus offsets rather than an HDF5 variable-length dataset: variable-length
 // data lives in HDF5's global heap and can only be read through the (serialised) library, while flat chunks have
@@ -25,6 +26,9 @@ inline constexpr char kEncodedDataset[] = "encoded";
 inline constexpr char kOffsetsDataset[] = "offsets";
 inline constexpr char kKeysDataset[] = "keys";
 inline constexpr char kCrc32Dataset[] = "crc32";
+// Every other root dataset is an annotation (one row per image: /landmarks, /coeffs, /gt_texture, ...), with an
+// int64 attribute "crc32": the CRC-32 of its values in native byte order (float32 or uint8), row after row.
+inline constexpr char kAnnotationCrc32Attr[] = "crc32";
 inline constexpr uint64_t kEncodedChunkBytes = 1 << 20;
 inline constexpr int64_t kChannels = 3;
 

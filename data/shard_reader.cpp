@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <numeric>
 #include <mutex>
 
 #include "core/crc32.h"
@@ -264,6 +266,51 @@ void ShardReader::read_annotation(const std::string& name, int64_t row, float* o
 
 void ShardReader::read_annotation(const std::string& name, int64_t row, uint8_t* out) const {
   read_annotation_row(impl_->file, impl_->path, name, row, out);
+}
+
+std::vector<std::string> ShardReader::annotation_names() const {
+  auto lock = h5::serialize();
+  std::vector<std::string> out;
+  for (std::string& name : h5::child_names(impl_->file)) {
+    const bool image_schema = name == kImagesDataset || name == kEncodedDataset || name == kOffsetsDataset ||
+                              name == kKeysDataset || name == kCrc32Dataset;
+    if (!image_schema) out.push_back(std::move(name));
+  }
+  return out;
+}
+
+namespace {
+template <typename T>
+uint32_t crc_of_rows(hid_t dataset, const std::vector<hsize_t>& dims) {
+  const hsize_t per_row = std::accumulate(dims.begin() + 1, dims.end(), hsize_t{1}, std::multiplies<hsize_t>());
+  const hsize_t block = std::max<hsize_t>(1, (hsize_t{16} << 20) / std::max<hsize_t>(1, per_row * sizeof(T)));
+  std::vector<T> values;
+  uint32_t crc = 0;
+  for (hsize_t begin = 0; begin < dims[0]; begin += block) {
+    std::vector<hsize_t> start(dims.size(), 0), count = dims;
+    start[0] = begin;
+    count[0] = std::min(block, dims[0] - begin);
+    values.resize(count[0] * per_row);
+    h5::read_slab<T>(dataset, start, count, values.data());
+    crc = crc32(values.data(), values.size() * sizeof(T), crc);
+  }
+  return crc;
+}
+}  // namespace
+
+ShardReader::AnnotationChecksum ShardReader::annotation_checksum(const std::string& name) const {
+  auto lock = h5::serialize();
+  h5::Id d = h5::open_dataset(impl_->file, name);
+  const std::vector<hsize_t> dims = h5::shape(d);
+  FACETEX_CHECK_DATA(!dims.empty() && int64_t(dims[0]) == impl_->header.count,
+                     "{}: /{} does not have one row per image", impl_->path, name);
+  AnnotationChecksum out;
+  if (h5::has_attr(d, kAnnotationCrc32Attr)) {
+    out.recorded = static_cast<uint32_t>(h5::read_attr_int(d, kAnnotationCrc32Attr));
+  }
+  h5::Id type(H5Dget_type(d));
+  out.stored = H5Tget_class(type) == H5T_FLOAT ? crc_of_rows<float>(d, dims) : crc_of_rows<uint8_t>(d, dims);
+  return out;
 }
 
 std::string ShardReader::describe_row(int64_t row) const {

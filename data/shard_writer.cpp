@@ -128,6 +128,10 @@ void write_annotation(hid_t file, const std::string& where, hsize_t rows,
   layout.chunk[0] = 1;
   if (rows == 0) layout.chunk.clear();
   h5::write_dataset(file, name, values.data(), dims, layout);
+  // Pixels carry a CRC per row; an annotation carries one for all its values (`data verify` checks it), so a flipped
+  // bit in a face's coefficients is found as surely as one in its image.
+  h5::Id dataset = h5::open_dataset(file, name);
+  h5::write_attr(dataset, kAnnotationCrc32Attr, int64_t{crc32(values.data(), values.size() * sizeof(T))});
 }
 }  // namespace
 

@@ -41,6 +41,26 @@ VerifyReport verify_dataset(const VerifyOptions& o) {
       report.problems.push_back(e.what());
     }
   }
+  // Annotations (geometry, ground-truth textures) against the checksum written with them.
+  for (const auto& shard : shards) {
+    try {
+      for (const std::string& name : shard->annotation_names()) {
+        const ShardReader::AnnotationChecksum sum = shard->annotation_checksum(name);
+        ++report.annotations_checked;
+        if (!sum.recorded) {
+          report.notes.push_back(fmt::format("{}: /{} has no checksum (written by an older facetex); not checked",
+                                             shard->path(), name));
+        } else if (*sum.recorded != sum.stored) {
+          report.problems.push_back(fmt::format(
+              "{}: /{}: the stored values do not match the CRC-32 written with them ({:08x} written, {:08x} read); "
+              "write this shard again (data annotate / data synth)",
+              shard->path(), name, *sum.recorded, sum.stored));
+        }
+      }
+    } catch (const DataError& e) {
+      report.problems.push_back(e.what());
+    }
+  }
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(o.dir, ec)) {
     const std::string name = e.path().filename().string();

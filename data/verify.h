@@ -1,5 +1,6 @@
 // `facetex data verify`: checks a packed dataset completely — manifest, shard schema, counts, sizes, every row's
-// CRC and (for PNG/JPEG storage) that every row decodes to the right size — and names every bad row.
+// CRC, every annotation's CRC (landmarks, coefficients, ground-truth textures) and (for PNG/JPEG storage) that every
+// row decodes to the right size — and names every bad row.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,7 @@ struct VerifyReport {
   int64_t shards = 0;
   int64_t rows_checked = 0;
   int64_t bad_rows = 0;
+  int64_t annotations_checked = 0;  // annotation datasets whose checksum was compared (geometry, textures)
   std::vector<std::string> problems;  // one line each: "<file> row <i> (key '<k>'): <reason>" or a shard problem
   std::vector<std::string> notes;     // harmless findings (leftover partial files, shards not in the manifest)
   bool ok() const { return problems.empty(); }

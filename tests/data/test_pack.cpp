@@ -174,6 +174,21 @@ TEST(Pack, ReRunKeepsFinishedShardsAndRedoesOnlyMissingOnes) {
   auto third = pack_images(o);
   EXPECT_EQ(third.shards_written, 3);
   EXPECT_EQ(Dataset::open(tmp / "out")->storage(), Storage::kPng);
+
+  // Fewer inputs: the first shards are unchanged, but shard 2 of the finished dataset has no place in the new one.
+  // That is a rewrite of a finished dataset (refused without --overwrite), and the stale shard is removed.
+  for (int i : {6, 7, 8}) fs::remove(tmp / "in" / fmt::format("img_{:03d}.png", i));
+  EXPECT_THROW(pack_images(options(tmp / "in", tmp / "out", Storage::kPng, 3)), UsageError);
+  EXPECT_TRUE(fs::exists(tmp / "out" / "shard-00002.h5"));
+  EXPECT_EQ(Dataset::open(tmp / "out")->size(), 9);
+  o.overwrite = true;
+  auto fourth = pack_images(o);
+  EXPECT_EQ(fourth.shards_reused, 2);
+  EXPECT_EQ(fourth.shards_written, 0);
+  EXPECT_FALSE(fs::exists(tmp / "out" / "shard-00002.h5"));
+  const VerifyReport report = verify_dataset(VerifyOptions{tmp / "out", true, 2});
+  EXPECT_TRUE(report.ok());
+  EXPECT_TRUE(report.notes.empty()) << report.notes.front();
 }
 
 TEST(PackBadInput, EmptyOrMissingFolderIsADataError) {

@@ -14,6 +14,8 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/pack.h"
+#include "data/shard_reader.h"
+#include "data/shard_writer.h"
 #include "data/verify.h"
 #include "tests/support/fixtures.h"
 
@@ -157,6 +159,68 @@ TEST(DamagedShard, TruncatedShardIsNamedAndCanBeLeftOut) {
   VerifyReport v = verify_dataset(VerifyOptions{out, true, 1});
   ASSERT_FALSE(v.ok());
   EXPECT_NE(v.problems[0].find("shard-00000.h5"), std::string::npos) << v.problems[0];
+}
+
+// Annotations (what `data annotate` and `data synth` add: coefficients, crops, ground-truth textures) carry a CRC-32
+// of all their values; verify compares it, so a flipped bit in a face's geometry is found like one in its pixels.
+TEST(DamagedShard, FlippedAnnotationValueIsNamedByVerify) {
+  test::TempDir tmp;
+  const fs::path out = pack(tmp, Storage::kRaw);
+  const fs::path shard = out / "shard-00000.h5";
+  {  // shard 0 again with the same rows plus two annotations, as annotate writes it
+    ShardReader in(shard);
+    ShardWriter writer(tmp / "annotated.h5", in.header(), 0);
+    std::string bytes;
+    for (int64_t r = 0; r < in.count(); ++r) {
+      in.read_row(r, bytes);
+      writer.append(in.key(r), bytes, in.stored_crc(r));
+    }
+    std::vector<float> coeffs;
+    for (int64_t i = 0; i < in.count() * 40; ++i) coeffs.push_back(0.25f * float(i) - 3.0f);
+    writer.set_annotation("coeffs", std::move(coeffs), {hsize_t(in.count()), 40});
+    writer.set_annotation("valid", std::vector<uint8_t>(size_t(in.count()), 1), {hsize_t(in.count())});
+    writer.commit();
+  }
+  fs::rename(tmp / "annotated.h5", shard);
+  auto manifest = nlohmann::json::parse(test::read_bytes(out / "dataset.json"));
+  manifest["shards"][0]["bytes"] = int64_t(fs::file_size(shard));
+  test::write_bytes(out / "dataset.json", manifest.dump(2));
+  EXPECT_EQ(ShardReader(shard).annotation_names(), (std::vector<std::string>{"coeffs", "valid"}));
+
+  VerifyReport v = verify_dataset(VerifyOptions{out, true, 2});
+  EXPECT_TRUE(v.ok()) << v.problems.front();
+  EXPECT_EQ(v.annotations_checked, 2);
+  EXPECT_TRUE(v.notes.empty()) << v.notes.front();
+
+  // One value of row 1's coefficients, changed in the file: the pixels still verify, the annotation does not.
+  {
+    h5::Id f = h5::open_file(shard.string());
+    h5::Id d = h5::open_dataset(f, "coeffs");
+    hsize_t offset[2] = {1, 0};
+    unsigned mask;
+    haddr_t addr;
+    hsize_t size;
+    ASSERT_GE(H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, &size), 0);
+    flip_byte(shard, addr + 17);
+  }
+  v = verify_dataset(VerifyOptions{out, true, 2});
+  EXPECT_EQ(v.bad_rows, 0);
+  ASSERT_EQ(v.problems.size(), 1u);
+  EXPECT_NE(v.problems[0].find("shard-00000.h5: /coeffs: the stored values do not match the CRC-32"), std::string::npos)
+      << v.problems[0];
+
+  // A shard written before annotations had checksums: a note, not a problem.
+  {
+    h5::Id f = h5::open_file(shard.string(), true);
+    h5::Id d = h5::open_dataset(f, "valid");
+    ASSERT_GE(H5Adelete(d, kAnnotationCrc32Attr), 0);
+  }
+  manifest["shards"][0]["bytes"] = int64_t(fs::file_size(shard));
+  test::write_bytes(out / "dataset.json", manifest.dump(2));
+  v = verify_dataset(VerifyOptions{out, true, 2});
+  ASSERT_EQ(v.notes.size(), 1u);
+  EXPECT_NE(v.notes[0].find("/valid has no checksum"), std::string::npos) << v.notes[0];
+  EXPECT_EQ(v.problems.size(), 1u);  // the flipped coefficient is still there
 }
 
 TEST(DamagedShard, ManifestThatDisagreesWithItsShardsIsNamed) {

@@ -61,7 +61,7 @@ TEST(KernelParity, BiasAct) {
     return;
   }
   h5::Id root = h5::open_group(file, "bias_act");
-  const std::vector<std::string> cases = test::child_names(root);
+  const std::vector<std::string> cases = h5::child_names(root);
   ASSERT_FALSE(cases.empty()) << "bias_act has no subgroups";
   for (const std::string& name : cases) {
     SCOPED_TRACE("bias_act/" + name);

@@ -76,7 +76,7 @@ TEST(KernelParity, Upfirdn2d) {
     return;
   }
   h5::Id root = h5::open_group(file, "upfirdn2d");
-  const std::vector<std::string> cases = test::child_names(root);
+  const std::vector<std::string> cases = h5::child_names(root);
   ASSERT_FALSE(cases.empty()) << "upfirdn2d has no subgroups";
   for (const std::string& name : cases) {
     SCOPED_TRACE("upfirdn2d/" + name);

@@ -22,11 +22,6 @@ at::Tensor to_tensor(hid_t loc, const std::string& name, at::ScalarType dtype) {
   return t;
 }
 
-herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* out) {
-  static_cast<std::vector<std::string>*>(out)->emplace_back(name);
-  return 0;
-}
-
 }  // namespace
 
 std::string parity_file_path() {
@@ -55,14 +50,6 @@ at::Tensor read_tensor(hid_t loc, const std::string& name) {
                               h5::file_name(loc), name, static_cast<int>(cls), size));
 }
 
-std::vector<std::string> child_names(hid_t group) {
-  std::vector<std::string> names;
-  hsize_t index = 0;
-  FACETEX_CHECK_DATA(H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, &index, collect_name, &names) >= 0,
-                     "{}: cannot list a group: {}", h5::file_name(group), h5::last_error());
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 nlohmann::json read_json_attr(hid_t obj, const std::string& name) {
   const std::string text = h5::read_attr_string(obj, name);

@@ -21,9 +21,6 @@ std::string parity_file_path();
 // dtype and shape. `name` may be a path relative to `loc` ("outputs/y"). Other types throw DataError.
 at::Tensor read_tensor(hid_t loc, const std::string& name);
 
-// Names of the direct children (groups and datasets) of `group`, sorted.
-std::vector<std::string> child_names(hid_t group);
-
 // A string attribute holding JSON (`kwargs`, `resolved`, `init_kwargs`, ...), parsed; DataError when it is missing
 // or not JSON.
 nlohmann::json read_json_attr(hid_t obj, const std::string& name);
