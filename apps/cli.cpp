@@ -89,6 +89,15 @@ std::string who() {
   }
   return "facetex";
 }
+
+// The job's last line: on stderr, and at the end of the job's own log files (a run's log.txt), so that a run folder
+// says how its job ended.
+int report_failure(ExitCode code, const std::string& message) {
+  const std::string line = fmt::format("{}: {}: {}", who(), exit_code_name(code), message);
+  std::fprintf(stderr, "%s\n", line.c_str());
+  log::record_in_files("cli", spdlog::level::err, line);
+  return static_cast<int>(code);
+}
 }  // namespace
 
 int Cli::main(int argc, char** argv) {
@@ -126,17 +135,14 @@ int Cli::run_job(std::unique_ptr<monitoring::Exporter>& exporter) {
     exporter = std::make_unique<monitoring::Exporter>(monitoring::options_from_env(process, metrics_port_), process);
     return job_(resolve());
   } catch (const Error& e) {
-    std::fprintf(stderr, "%s: %s: %s\n", who().c_str(), exit_code_name(e.code()), e.what());
-    return static_cast<int>(e.code());
+    return report_failure(e.code(), e.what());
   } catch (const c10::Error& e) {
     // LibTorch's message without its C++ stack trace: one line, as every other error.
     std::string message = e.what_without_backtrace();
     if (const auto nl = message.find('\n'); nl != std::string::npos) message.resize(nl);
-    std::fprintf(stderr, "%s: runtime error: %s\n", who().c_str(), message.c_str());
-    return static_cast<int>(ExitCode::kRuntime);
+    return report_failure(ExitCode::kRuntime, message);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: runtime error: %s\n", who().c_str(), e.what());
-    return static_cast<int>(ExitCode::kRuntime);
+    return report_failure(ExitCode::kRuntime, e.what());
   }
 }
 

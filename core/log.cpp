@@ -22,6 +22,7 @@ struct State {
   bool initialised = false;
   std::vector<spdlog::sink_ptr> sinks;
   std::set<std::string> file_paths;
+  std::vector<spdlog::sink_ptr> file_sinks;
   std::map<std::string, std::shared_ptr<spdlog::logger>> loggers;
   spdlog::level::level_enum default_level = spdlog::level::info;
   std::map<std::string, spdlog::level::level_enum> subsystem_levels;
@@ -98,7 +99,17 @@ void add_file_sink(const std::string& path) {
   auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, /*truncate=*/false);
   sink->set_pattern(pattern(s.options.rank));
   s.sinks.push_back(sink);
+  s.file_sinks.push_back(sink);
   for (auto& [name, logger] : s.loggers) logger->sinks().push_back(sink);
+}
+
+void record_in_files(const std::string& subsystem, spdlog::level::level_enum level, const std::string& text) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.file_sinks.empty()) return;
+  spdlog::logger files_only(subsystem, s.file_sinks.begin(), s.file_sinks.end());
+  files_only.log(level, text);
+  files_only.flush();
 }
 
 spdlog::logger& get(const std::string& subsystem) {

@@ -25,6 +25,9 @@ void init(const Options& options);
 // Call it at start-up, before other threads log (spdlog's sink lists are not guarded against concurrent change).
 void add_file_sink(const std::string& path);
 
+// Writes one line to the file sinks only (the job's final error line, already printed on stderr in its own form).
+void record_in_files(const std::string& subsystem, spdlog::level::level_enum level, const std::string& text);
+
 // The logger of one subsystem; created on first use, cheap to call afterwards (cache it in a static).
 spdlog::logger& get(const std::string& subsystem);
 

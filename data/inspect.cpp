@@ -5,10 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 
 #include "core/error.h"
-#include "core/h5.h"
 #include "data/dataset.h"
 #include "data/image_codec.h"
 #include "data/sampler.h"
@@ -22,22 +20,8 @@ std::string inspect_dataset(const InspectOptions& o) {
   const Manifest& m = ds->manifest();
   int64_t bytes = 0;
   for (const auto& s : m.shards) bytes += s.bytes;
-  // Optional annotation datasets (written by `data annotate`) present in the first shard.
-  std::set<std::string> core = {kImagesDataset, kEncodedDataset, kOffsetsDataset, kKeysDataset, kCrc32Dataset};
-  std::vector<std::string> extra;
-  {
-    h5::Id f = h5::open_file(ds->shards().front()->path());
-    H5G_info_t info;
-    H5Gget_info(f, &info);
-    for (hsize_t i = 0; i < info.nlinks; ++i) {
-      char name[256] = {0};
-      if (H5Lget_name_by_idx(f, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof(name), H5P_DEFAULT) > 0) {
-        extra.push_back(name);
-      }
-    }
-    extra.erase(std::remove_if(extra.begin(), extra.end(), [&](const std::string& n) { return core.count(n) > 0; }),
-                extra.end());
-  }
+  // Optional annotation datasets (written by `data annotate` / `data synth`) present in the first shard.
+  const std::vector<std::string> extra = ds->shards().front()->annotation_names();
   std::string out;
   out += fmt::format("dataset      {}\n", o.dir.string());
   out += fmt::format("images       {} ({} shards, {} inputs, {} skipped)\n", ds->size(), m.shards.size(),
@@ -52,6 +36,7 @@ std::string inspect_dataset(const InspectOptions& o) {
   out += fmt::format("source       {}\n", m.source);
   out += fmt::format("created by   {}\n", m.created_by);
 
+  FACETEX_CHECK_USAGE(o.rows >= 0, "--rows must be >= 0, got {}", o.rows);
   if (o.rows > 0) {
     FACETEX_CHECK_USAGE(!o.sheet.empty(), "--rows needs --sheet PATH.png");
     FACETEX_CHECK_USAGE(o.tile >= 8 && o.tile <= 1024, "--tile must be 8..1024");

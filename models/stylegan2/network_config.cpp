@@ -136,7 +136,9 @@ void check_channel_counts(int img_resolution, int channel_base, int channel_max,
                       channel_base / img_resolution, img_resolution, img_resolution, img_resolution);
 }
 
-MappingConfig parse_mapping_config(const std::string& text, const std::string& context) {
+namespace {
+
+MappingConfig read_mapping_config(const std::string& text, const std::string& context) {
   json j = parse(text, context);
   Reader r(j, context);
   MappingConfig m;
@@ -151,7 +153,7 @@ MappingConfig parse_mapping_config(const std::string& text, const std::string& c
   return m;
 }
 
-GeneratorConfig parse_generator_config(const std::string& text, const std::string& context) {
+GeneratorConfig read_generator_config(const std::string& text, const std::string& context) {
   json j = parse(text, context);
   Reader r(j, context);
   GeneratorConfig g;
@@ -193,7 +195,7 @@ GeneratorConfig parse_generator_config(const std::string& text, const std::strin
   return g;
 }
 
-DiscriminatorConfig parse_discriminator_config(const std::string& text, const std::string& context) {
+DiscriminatorConfig read_discriminator_config(const std::string& text, const std::string& context) {
   json j = parse(text, context);
   Reader r(j, context);
   DiscriminatorConfig d;
@@ -229,6 +231,19 @@ DiscriminatorConfig parse_discriminator_config(const std::string& text, const st
   return d;
 }
 
+// init_kwargs come from weight files and checkpoints: what is wrong in them is wrong in the file (a data error,
+// exit 3), even where the same check on a typed setting is a usage error.
+template <typename ReadConfig>
+auto from_file(ReadConfig&& read) {
+  try {
+    return read();
+  } catch (const UsageError& e) {
+    throw DataError(e.what());
+  }
+}
+
+}  // namespace
+
 std::string to_init_kwargs(const GeneratorConfig& g) {
   json mapping = {{"num_layers", g.mapping.num_layers}, {"activation", g.mapping.activation},
                   {"lr_multiplier", g.mapping.lr_multiplier}};
@@ -257,6 +272,18 @@ std::string to_init_kwargs(const DiscriminatorConfig& d) {
   j["epilogue_kwargs"]["mbstd_group_size"] = d.mbstd_group_size ? json(*d.mbstd_group_size) : json(nullptr);
   if (d.fp16_channels_last) j["block_kwargs"]["fp16_channels_last"] = true;
   return j.dump();
+}
+
+MappingConfig parse_mapping_config(const std::string& text, const std::string& context) {
+  return from_file([&] { return read_mapping_config(text, context); });
+}
+
+GeneratorConfig parse_generator_config(const std::string& text, const std::string& context) {
+  return from_file([&] { return read_generator_config(text, context); });
+}
+
+DiscriminatorConfig parse_discriminator_config(const std::string& text, const std::string& context) {
+  return from_file([&] { return read_discriminator_config(text, context); });
 }
 
 }  // namespace facetex::models::stylegan2

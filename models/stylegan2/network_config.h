@@ -81,8 +81,8 @@ void check_channel_counts(int img_resolution, int channel_base, int channel_max,
 std::string to_init_kwargs(const GeneratorConfig& config);
 std::string to_init_kwargs(const DiscriminatorConfig& config);
 
-// Parse init_kwargs JSON. UsageError naming the key for wrong types or unsupported values (e.g. c_dim > 0).
-// `context` names the source in messages (a file and group).
+// Parse init_kwargs JSON (from a weight file or checkpoint). DataError naming the key for wrong types or unsupported
+// values (e.g. c_dim > 0). `context` names the source in messages (a file and group).
 GeneratorConfig parse_generator_config(const std::string& init_kwargs_json, const std::string& context);
 DiscriminatorConfig parse_discriminator_config(const std::string& init_kwargs_json, const std::string& context);
 MappingConfig parse_mapping_config(const std::string& init_kwargs_json, const std::string& context);

@@ -149,4 +149,10 @@ TEST(Cli, SyntheticWorldTrainAndMetricsEndToEnd) {
   EXPECT_NE(r.err.find("model.mbstd_group 2 does not divide the micro-batch of 5 images"), std::string::npos) << r.err;
   r = run_facetex("train --shards " + (tmp / "missing").string() + " --run " + run + "-2" + sets);
   EXPECT_EQ(r.exit_code, 3) << r.err;
+  // The run's log.txt ends with the line that ended the job, as stderr does.
+  const std::string log = test::read_bytes(fs::path(run + "-2") / "log.txt");
+  const std::string last = r.err.substr(r.err.rfind("facetex: data error:"));
+  EXPECT_NE(last.find("missing"), std::string::npos) << last;
+  ASSERT_GE(log.size(), last.size());
+  EXPECT_EQ(log.substr(log.size() - last.size()), last) << log;
 }

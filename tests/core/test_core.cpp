@@ -100,7 +100,7 @@ TEST(Partition, ParsesAndSplitsEvenlyWithoutGapsOrOverlap) {
   Part p = parse_part("3/16");
   EXPECT_EQ(p.index, 3);
   EXPECT_EQ(p.count, 16);
-  for (const char* bad : {"16/16", "-1/4", "1/0", "x/4", "1/", "1", "1/4/5"}) {
+  for (const char* bad : {"16/16", "-1/4", "1/0", "x/4", "1/", "1", "1/4/5", " 1/3", "+1/3", "1/3 ", "0x1/3"}) {
     EXPECT_THROW(parse_part(bad), UsageError) << bad;
   }
   for (int64_t total : {0, 1, 7, 100, 101}) {

@@ -37,15 +37,15 @@ TEST(StyleGAN2Shapes, EveryResolutionFrom4To1024Builds) {
   }
 }
 
-TEST(StyleGAN2Shapes, BadInitKwargsAreUsageErrorsNamingTheKey) {
-  EXPECT_THROW(parse_generator_config(R"({"img_resolution": 48})", "G"), UsageError);
-  EXPECT_THROW(parse_generator_config(R"({"c_dim": 10})", "G"), UsageError);
-  EXPECT_THROW(parse_generator_config(R"({"synthesis_kwargs": {"architecture": "fancy"}})", "G"), UsageError);
-  EXPECT_THROW(parse_discriminator_config("not json", "D"), UsageError);
+TEST(StyleGAN2Shapes, BadInitKwargsAreDataErrorsNamingTheKey) {
+  EXPECT_THROW(parse_generator_config(R"({"img_resolution": 48})", "G"), DataError);
+  EXPECT_THROW(parse_generator_config(R"({"c_dim": 10})", "G"), DataError);
+  EXPECT_THROW(parse_generator_config(R"({"synthesis_kwargs": {"architecture": "fancy"}})", "G"), DataError);
+  EXPECT_THROW(parse_discriminator_config("not json", "D"), DataError);
   try {
     parse_generator_config(R"({"z_dim": "big"})", "weights.h5 /G");
     FAIL();
-  } catch (const UsageError& e) {
+  } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("weights.h5 /G: init_kwargs 'z_dim'"), std::string::npos) << e.what();
   }
 }

@@ -274,4 +274,9 @@ TEST(FaceCli, EvalReportsFiguresAndWritesASheet) {
   EXPECT_EQ(j.at("faces").size(), 25u);
   const auto sheet = facetex::data::decode_image(test::read_bytes(tmp / "sheet.png"), "sheet.png");
   EXPECT_EQ(sheet.height, 9 * (64 + 4) - 4);  // 25 faces, 3 per row
+  // An XML without face boxes has nothing to evaluate: a data error naming it, not a report of zeros.
+  test::write_bytes(tmp / "empty.xml", "<dataset><images><image file='x.jpg'/></images></dataset>");
+  r = run_facetex("face eval --xml " + (tmp / "empty.xml").string() + " --assets " + test::assets_dir().string());
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("empty.xml: no ground-truth face boxes (1 images)"), std::string::npos) << r.err;
 }
