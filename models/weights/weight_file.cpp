@@ -162,6 +162,12 @@ void load_network(torch::nn::Module& module, const NetworkWeights& weights, cons
                        shape_str(target.sizes()));
     FACETEX_CHECK_DATA(src->sizes() == target.sizes(), "{}: {} has shape {} in the file, the network expects {}",
                        context, name, shape_str(src->sizes()), shape_str(target.sizes()));
+    // A diverged run's NaN/Inf would otherwise come out as black images or NaN coefficients with exit 0.
+    if (src->is_floating_point()) {
+      const int64_t bad = src->numel() - src->isfinite().sum().item<int64_t>();
+      FACETEX_CHECK_DATA(bad == 0, "{}: {} holds {} NaN/Inf values of {}; these weights are unusable (a diverged run?)",
+                         context, name, bad, src->numel());
+    }
     target.copy_(*src);
   };
   for (auto& p : module.named_parameters(true)) load(p.key(), p.value());

@@ -50,8 +50,8 @@ void write_network_group(hid_t parent, const std::string& name, const NetworkWei
 NetworkWeights network_state(const torch::nn::Module& module, const std::string& class_name,
                              const std::string& init_kwargs);
 
-// Copies every tensor into the module. The file and the module must hold exactly the same names and shapes;
-// otherwise a DataError names the first mismatch, e.g.
+// Copies every tensor into the module. The file and the module must hold exactly the same names and shapes, and
+// floating-point values must be finite; otherwise a DataError names the first mismatch, e.g.
 //   "G.h5 /G: synthesis.b8.conv0.weight has shape [64, 32, 3, 3] in the file, the network expects [64, 64, 3, 3]".
 void load_network(torch::nn::Module& module, const NetworkWeights& weights, const std::string& context);
 

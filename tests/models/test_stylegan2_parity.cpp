@@ -7,6 +7,8 @@
 // tensor within the reference's own float32 rounding (test::compare_gradient_set).
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -399,5 +401,18 @@ TEST(StyleGAN2Weights, MismatchedWeightFilesNameTheFirstDifference) {
     FAIL();
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("synthesis.b4.bogus"), std::string::npos) << e.what();
+  }
+  // Weights of a diverged run: NaN/Inf are named, not loaded.
+  NetworkWeights diverged = w;
+  at::Tensor& poisoned = diverged.tensors.back().second;
+  poisoned = poisoned.clone();
+  poisoned.view(-1)[0] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    load_network(same, diverged, "G.h5 /G");
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("G.h5 /G: " + diverged.tensors.back().first + " holds 1 NaN/Inf values"),
+              std::string::npos)
+        << e.what();
   }
 }
