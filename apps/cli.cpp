@@ -8,6 +8,7 @@
 
 #include "cluster/mpi_communicator.h"
 #include "cluster/world.h"
+#include "core/env_param.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/version.h"
@@ -92,13 +93,25 @@ std::string who() {
 
 // The job's last line: on stderr, and at the end of the job's own log files (a run's log.txt), so that a run folder
 // says how its job ended.
-int report_failure(ExitCode code, const std::string& message) {
+int report_failure(ExitCode code, std::string message) {
+  // One line, whatever a library put in its message (dlib's serialisation errors span several).
+  for (size_t nl = message.find('\n'); nl != std::string::npos; nl = message.find('\n', nl)) {
+    const size_t end = message.find_first_not_of(" \t\r\n", nl);
+    const bool last = end == std::string::npos;
+    message.replace(nl, last ? std::string::npos : end - nl, last ? "" : " ");
+  }
   const std::string line = fmt::format("{}: {}: {}", who(), exit_code_name(code), message);
   std::fprintf(stderr, "%s\n", line.c_str());
   log::record_in_files("cli", spdlog::level::err, line);
   return static_cast<int>(code);
 }
 }  // namespace
+
+std::string assets_root(const Config& c, const std::string& key) {
+  const std::string given = c.get_string(key, "");
+  if (!given.empty()) return given;
+  return env_string("FACETEX_ASSETS", std::string(FACETEX_SOURCE_DIR) + "/assets");
+}
 
 int Cli::main(int argc, char** argv) {
   try {

@@ -49,6 +49,10 @@ class Cli {
   std::function<int(const Config&)> job_;
 };
 
+// The folder scripts/fetch_assets.sh fills (dlib's predictor, face-api, the canonical mesh): config `key` (an
+// --assets flag) when set, else $FACETEX_ASSETS, else <source>/assets — the same for every command.
+std::string assets_root(const Config& c, const std::string& key);
+
 // Subcommand groups (one file each).
 void add_data_commands(Cli& cli);
 void add_convert_commands(Cli& cli);

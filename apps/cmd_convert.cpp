@@ -85,6 +85,8 @@ int check(const std::string& path) {
 // Runs a converter (argv[3] is its output) into a temporary file beside `out`, loads the result (check) when
 // `verify`, and only then renames it over `out`: a failed conversion or check never damages an existing file.
 int convert_staged(std::vector<std::string> argv, const fs::path& out, bool verify) {
+  std::error_code ec;
+  FACETEX_CHECK_DATA(fs::is_regular_file(argv[2], ec), "{}: no such file", argv[2]);
   const fs::path staged = out.parent_path() / fmt::format(".{}{}{}", out.filename().string(), kPartialMarker, ::getpid());
   struct RemoveStaged {
     fs::path path;
@@ -103,7 +105,6 @@ int convert_staged(std::vector<std::string> argv, const fs::path& out, bool veri
                                   argv[2], e.what(), out.string()));
     }
   }
-  std::error_code ec;
   fs::rename(staged, out, ec);
   FACETEX_CHECK_RUNTIME(!ec, "{}: cannot rename the converted file into place: {}", out.string(), ec.message());
   std::printf("-> %s%s\n", out.string().c_str(), verify ? " (loaded by facetex)" : "");

@@ -145,11 +145,7 @@ int run_annotate(const Config& c) {
   FACETEX_CHECK_USAGE(o.fit.iterations >= 1 && o.fit.id_weight >= 0 && o.fit.exp_weight >= 0 &&
                           std::isfinite(o.fit.id_weight) && std::isfinite(o.fit.exp_weight),
                       "--iterations must be >= 1 and the prior weights finite and >= 0");
-  std::string assets = c.get_string("annotate.assets", "");
-  if (assets.empty()) {
-    const char* env = std::getenv("FACETEX_ASSETS");
-    assets = env && *env ? env : (std::filesystem::path(FACETEX_SOURCE_DIR) / "assets").string();
-  }
+  const std::string assets = assets_root(c, "annotate.assets");
   std::string model_spec = c.get_string("annotate.model", "auto");
   if (model_spec == "auto") model_spec = train::auto_model_spec(o.shards);
   auto model = train::load_model_choice(model_spec,

@@ -44,11 +44,7 @@ struct FaceAssets {
 };
 
 FaceAssets resolve_assets(const Config& c) {
-  std::string root = c.get_string("face.assets", "");
-  if (root.empty()) {
-    const char* env = std::getenv("FACETEX_ASSETS");
-    root = env && *env ? env : (fs::path(FACETEX_SOURCE_DIR) / "assets").string();
-  }
+  const std::string root = assets_root(c, "face.assets");
   FaceAssets a;
   a.predictor = c.get_string("face.predictor", (fs::path(root) / "dlib/shape_predictor_68_face_landmarks.dat").string());
   a.mesh = c.get_string("face.mesh", (fs::path(root) / "mediapipe/geometry_pipeline_metadata_landmarks.binarypb").string());

@@ -92,6 +92,8 @@ void add_generate_commands(Cli& cli) {
                "The frozen 2D generator (e.g. converted ffhq.pkl; G_ema, else G)");
   cli.required(tex, "--dfr", "generate.dfr", "DFR weight file (W+ -> 257 Deep3DFaceRecon coefficients)");
   cli.required(tex, "--face-model", "generate.face_model", "MAT:UV — the morphable model .mat and its per-vertex UV .npy");
+  cli.option(tex, "--render-resolution", "generate.render_resolution",
+             "Side of seedNNNN_front.png (16..4096; 0 = the texture G's resolution)", "0");
   add_common(cli, tex, "generate", "const", "1.0");
   cli.on_run(tex, [](const Config& c) {
     train::TexturedOptions o;
@@ -99,6 +101,9 @@ void add_generate_commands(Cli& cli) {
     o.checkpoint = c.require_string("generate.checkpoint");
     o.background_generator = c.require_string("generate.background_generator");
     o.dfr = c.require_string("generate.dfr");
+    o.render_resolution = c.get_int("generate.render_resolution", 0);
+    FACETEX_CHECK_USAGE(o.render_resolution == 0 || (o.render_resolution >= 16 && o.render_resolution <= 4096),
+                        "--render-resolution must be 0 (the texture's) or 16..4096, got {}", o.render_resolution);
     std::tie(o.face_model_mat, o.face_model_uv) =
         models::face3d::split_model_files(c.require_string("generate.face_model"), "--face-model");
     return finish(train::generate_textured(o), o.common.out.string());

@@ -20,8 +20,14 @@
 namespace facetex::app {
 namespace {
 
-constexpr const char* kFaceApiManifest = "assets/face-api/model/face_recognition_model-weights_manifest.json";
-constexpr const char* kShapePredictor = "assets/dlib/shape_predictor_68_face_landmarks.dat";
+// Defaults inside the assets folder (--assets, $FACETEX_ASSETS or <source>/assets), wherever the job runs from.
+constexpr const char* kFaceApiManifest = "face-api/model/face_recognition_model-weights_manifest.json";
+constexpr const char* kShapePredictor = "dlib/shape_predictor_68_face_landmarks.dat";
+constexpr const char* kAssetsHelp = "Assets folder for the default --face-api / --landmarks";
+
+std::string face_api_manifest(const Config& c) {
+  return c.get_string("metrics.face_api", assets_root(c, "metrics.assets") + "/" + kFaceApiManifest);
+}
 
 std::shared_ptr<cluster::Communicator> metrics_communicator() {
   return cluster::make_communicator(cluster::discover_world(), "auto", c10::Device("cpu"));
@@ -44,7 +50,8 @@ void add_feature_options(Cli& cli, CLI::App* cmd) {
              "NVIDIA's inception-2015-12-05.pt (TorchScript); without it dlib face descriptors are used and the "
              "numbers are labelled FID_dlib / KID_dlib (an offline stand-in, not comparable with published FID)");
   cli.option(cmd, "--face-api", "metrics.face_api", "face-api's face_recognition_model-weights_manifest.json",
-             kFaceApiManifest);
+             std::string("ASSETS/") + kFaceApiManifest);
+  cli.option(cmd, "--assets", "metrics.assets", kAssetsHelp, "$FACETEX_ASSETS or <source>/assets");
   cli.option(cmd, "--max-items", "metrics.max_items", "Use at most N images of each set (0 = all)", "0");
   cli.option(cmd, "--batch", "metrics.batch", "Images per feature batch", "32");
   cli.option(cmd, "--device", "metrics.device", "cpu | cuda (each rank its GPU of the node) | cuda:i", "cpu");
@@ -67,7 +74,7 @@ FeatureSets gather(const Config& c) {
   const c10::Device device(rank_device(c));
   const std::string inception = c.get_string("metrics.inception", "");
   s.extractor = inception.empty()
-                    ? train::metrics::make_dlib_extractor(c.get_string("metrics.face_api", kFaceApiManifest), device)
+                    ? train::metrics::make_dlib_extractor(face_api_manifest(c), device)
                     : train::metrics::make_inception_extractor(inception, device);
   s.comm = metrics_communicator();
   const int64_t max_items = c.get_int("metrics.max_items", 0);
@@ -152,11 +159,12 @@ void add_metrics_commands(Cli& cli) {
   cli.option(recon, "--target", "metrics.target", "Folder of target images, same relative paths as --pred");
   cli.option(recon, "--mask", "metrics.mask", "Folder of masks (first channel, /255), same relative paths");
   cli.option(recon, "--face-api", "metrics.face_api", "face-api's face_recognition_model-weights_manifest.json "
-             "(identity column; 'none' to skip)", kFaceApiManifest);
+             "(identity column; 'none' to skip)", std::string("ASSETS/") + kFaceApiManifest);
   cli.option(recon, "--lightcnn", "metrics.lightcnn", "LightCNN-29v2 weights converted by `facetex convert "
              "torch-state-dict --key state_dict --prefix-strip module.` (identity column id_cos_lightcnn, as the paper)");
   cli.option(recon, "--landmarks", "metrics.landmarks", "dlib 68-point shape predictor for the identity chips "
-             "('none': whole images resized)", kShapePredictor);
+             "('none': whole images resized)", std::string("ASSETS/") + kShapePredictor);
+  cli.option(recon, "--assets", "metrics.assets", kAssetsHelp, "$FACETEX_ASSETS or <source>/assets");
   cli.option(recon, "--device", "metrics.device", "cpu | cuda (each rank its GPU of the node) | cuda:i", "cpu");
   cli.option(recon, "--out", "metrics.out", "Also write per-item scores and means as JSON to this file (rank 0)");
   cli.on_run(recon, [](const Config& c) {
@@ -171,8 +179,9 @@ void add_metrics_commands(Cli& cli) {
                                                   c.require_string("metrics.mask"));
     }
     train::metrics::ReconEvalOptions o;
-    const std::string face_api = c.get_string("metrics.face_api", kFaceApiManifest);
-    const std::string landmarks = c.get_string("metrics.landmarks", kShapePredictor);
+    const std::string face_api = face_api_manifest(c);
+    const std::string landmarks =
+        c.get_string("metrics.landmarks", assets_root(c, "metrics.assets") + "/" + kShapePredictor);
     if (face_api != "none") o.face_api_manifest = face_api;
     o.light_cnn = c.get_string("metrics.lightcnn", "");
     if (landmarks != "none") o.shape_predictor = landmarks;

@@ -39,11 +39,7 @@ int run_reconstruct(const Config& c) {
   o.overwrite = c.get_bool("reconstruct.overwrite", false);
   FACETEX_CHECK_USAGE(o.device == "cpu" || o.device.rfind("cuda", 0) == 0, "--device must be cpu or cuda[:i]");
   FACETEX_CHECK_USAGE(o.max_pixels > 0, "--max-pixels must be > 0");
-  std::string assets = c.get_string("reconstruct.assets", "");
-  if (assets.empty()) {
-    const char* env = std::getenv("FACETEX_ASSETS");
-    assets = env && *env ? env : (std::filesystem::path(FACETEX_SOURCE_DIR) / "assets").string();
-  }
+  const std::string assets = assets_root(c, "reconstruct.assets");
   auto model = train::load_model_choice(c.get_string("reconstruct.model", "canonical"),
                                         static_cast<uint64_t>(c.get_int("reconstruct.model_seed", 0)),
                                         static_cast<int>(c.get_int("reconstruct.model_grid", 40)), assets);

@@ -38,17 +38,9 @@ std::string compare_with_manifest(const ShardReader& shard, const ShardEntry& en
 }
 
 std::shared_ptr<const Dataset> Dataset::open(const fs::path& dir, OnCorrupt on_corrupt) {
-  std::error_code ec;
-  FACETEX_CHECK_DATA(fs::is_directory(dir, ec), "{}: no such dataset folder", dir.string());
-  const fs::path manifest_path = dir / kManifestName;
-  FACETEX_CHECK_DATA(fs::exists(manifest_path, ec),
-                     "{}: no {} (after `data pack --part`, run `facetex data merge-manifest {}`)", dir.string(),
-                     kManifestName, dir.string());
   auto ds = std::make_shared<Dataset>();
   ds->dir_ = dir;
-  ds->manifest_ = read_manifest(manifest_path);
-  FACETEX_CHECK_DATA(!ds->manifest_.part.has_value(), "{}: is a part manifest; merge the parts first",
-                     manifest_path.string());
+  ds->manifest_ = read_dataset_manifest(dir);
   auto& log = log::get("data");
   for (const auto& entry : ds->manifest_.shards) {
     const fs::path path = dir / entry.file;

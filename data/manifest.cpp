@@ -177,6 +177,18 @@ Manifest parse_manifest(const fs::path& file) {
   return m;
 }
 
+Manifest read_dataset_manifest(const fs::path& dir) {
+  std::error_code ec;
+  FACETEX_CHECK_DATA(fs::is_directory(dir, ec), "{}: no such dataset folder", dir.string());
+  const fs::path manifest_path = dir / kManifestName;
+  FACETEX_CHECK_DATA(fs::exists(manifest_path, ec),
+                     "{}: no {} (after `data pack --part`, run `facetex data merge-manifest {}`)", dir.string(),
+                     kManifestName, dir.string());
+  Manifest m = read_manifest(manifest_path);
+  FACETEX_CHECK_DATA(!m.part.has_value(), "{}: is a part manifest; merge the parts first", manifest_path.string());
+  return m;
+}
+
 void write_manifest(const fs::path& file, const Manifest& manifest) {
   write_file_atomic(file, to_json(manifest).dump(2) + "\n");
 }

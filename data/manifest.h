@@ -51,6 +51,9 @@ std::string part_manifest_name(const Part& part);  // "dataset.part-00003-of-000
 
 // DataError naming the file and the offending field.
 Manifest read_manifest(const std::filesystem::path& file);
+// The finished dataset in `dir`: DataError for a missing folder, a missing dataset.json (naming merge-manifest, the
+// usual cause) and a part manifest.
+Manifest read_dataset_manifest(const std::filesystem::path& dir);
 void write_manifest(const std::filesystem::path& file, const Manifest& manifest);  // atomic
 
 // Before a job rewrites shards of `dir` (`rewrites`: some shard there differs from what it will write): a finished

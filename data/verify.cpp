@@ -18,9 +18,7 @@ namespace facetex::data {
 
 VerifyReport verify_dataset(const VerifyOptions& o) {
   VerifyReport report;
-  const Manifest m = read_manifest(o.dir / kManifestName);  // an unreadable manifest is itself the error
-  FACETEX_CHECK_DATA(!m.part.has_value(), "{}: is a part manifest; merge the parts first",
-                     (o.dir / kManifestName).string());
+  const Manifest m = read_dataset_manifest(o.dir);  // an unreadable manifest is itself the error
 
   std::vector<std::unique_ptr<ShardReader>> shards;
   std::set<std::string> listed;

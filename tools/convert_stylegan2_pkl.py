@@ -85,7 +85,7 @@ def find_networks(data, selected):
 
 def convert(in_path, out_path, networks=None, out=sys.stdout):
     if not os.path.isfile(in_path):
-        raise UsageError(f"{in_path}: no such file")
+        raise DataError("no such file")  # a missing input is a data error (exit 3), as in every facetex command
     if os.path.abspath(in_path) == os.path.abspath(out_path):
         raise UsageError("input and output are the same file")
     selected = None

@@ -833,7 +833,7 @@ def _key_list(keys, limit=12):
 def convert(in_path, out_path, name="net", prefix_strip=None, init_kwargs=None, class_name=None, key=None,
             out=sys.stdout):
     if not os.path.isfile(in_path):
-        raise UsageError(f"{in_path}: no such file")
+        raise DataError("no such file")  # a missing input is a data error (exit 3), as in every facetex command
     if os.path.abspath(in_path) == os.path.abspath(out_path):
         raise UsageError("input and output are the same file")
     kwargs_json = "{}"

@@ -196,6 +196,7 @@ class Annotator {
   explicit Annotator(const AnnotateOptions& o)
       : o_(o), threads_(o.threads > 0 ? o.threads : hardware_workers()) {
     if (!o.recon_weights.empty()) recon_ = aux::load_recon_net(o.recon_weights);
+    sources_.push_back(o_.landmarks.make());  // one now, so a bad landmark model fails before anything is written
   }
 
   // Annotates one input shard into `out_path`; appends skipped rows to `skipped`.
@@ -472,8 +473,6 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
   FACETEX_CHECK_USAGE(fs::weakly_canonical(o.shards, ec) != fs::weakly_canonical(o.out, ec),
                       "--out must differ from --shards");
   FACETEX_CHECK_USAGE(!fs::exists(o.out, ec) || fs::is_directory(o.out, ec), "--out {}: not a folder", o.out.string());
-  fs::create_directories(o.out, ec);
-  FACETEX_CHECK_RUNTIME(!ec, "{}: cannot create output folder: {}", o.out.string(), ec.message());
 
   // What this part's shards would become, before anything is written: a finished dataset in --out that these
   // settings would change is refused (or, with --overwrite, unlisted first).
@@ -493,6 +492,10 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
   data::unlist_before_rewrite(o.out, part_manifest, rewrites, o.overwrite,
                               "annotated dataset made with other settings (model, landmarks or fit)");
 
+  // The landmark source and ReconNet load before anything is written: a job that cannot start leaves no files.
+  Annotator annotator(o);
+  fs::create_directories(o.out, ec);
+  FACETEX_CHECK_RUNTIME(!ec, "{}: cannot create output folder: {}", o.out.string(), ec.message());
   // The face model the coefficients belong to, next to the shards (training's model.face_model_mat / _uv).
   f3::save_morphable_model(o.model, o.out / "model.mat", o.out / "uv.npy");
   const f3::CoeffLayout layout = f3::CoeffLayout::for_model(o.model);
@@ -525,7 +528,6 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
   m.source = o.shards.string();
   m.created_by = fmt::format("facetex {} data annotate", FACETEX_VERSION);
   if (!o.part.whole()) m.part = o.part;
-  Annotator annotator(o);
   ShardStats total;
   Progress progress("annotate", my_rows, "images", "data");
   for (int64_t s = mine.begin; s < mine.end; ++s) {

@@ -203,6 +203,14 @@ TEST(GenerateTextured, PartsSliceTheSeeds) {
   r = run_facetex(textured_args(dir / "q", "13", 1, "--noise-mode random"));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(read_file(dir / "p" / "seed0013.png"), read_file(dir / "q" / "seed0013.png"));
+  // --render-resolution sizes the front render only; the texture stays the G's.
+  r = run_facetex(textured_args(dir / "r", "13", 1, "--noise-mode random --render-resolution 48"));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(data::decode_image(read_file(dir / "r" / "seed0013_front.png"), "front").width, 48);
+  EXPECT_EQ(read_file(dir / "r" / "seed0013.png"), read_file(dir / "q" / "seed0013.png"));
+  r = run_facetex(textured_args(dir / "s", "13", 1, "--render-resolution 8"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--render-resolution must be 0"), std::string::npos) << r.err;
 }
 
 TEST(GenerateTextured, ExitCodes) {

@@ -846,8 +846,9 @@ class BadInputTest(ConverterTestBase):
     def test_usage(self):
         p = self.run_tool(PKL_TOOL)
         self.assertEqual(p.returncode, 2)
-        p = self.run_tool(PKL_TOOL, self.path("does-not-exist.pkl"), self.path("o.h5"))
-        self.assertEqual(p.returncode, 2)
+        missing = self.path("does-not-exist.pkl")
+        p = self.run_tool(PKL_TOOL, missing, self.path("o.h5"))
+        self.assertDataError(p, "no such file", path=missing)
         p = self.run_tool(SD_TOOL, "--bogus")
         self.assertEqual(p.returncode, 2)
         p = self.run_tool(WF_TOOL)
