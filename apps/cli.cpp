@@ -28,7 +28,8 @@ Cli::Cli() : app_("facetex " FACETEX_VERSION " — unsupervised facial UV-textur
   app_.fallthrough();
   app_.add_option("--config", config_file_, "TOML config file")->check(CLI::ExistingFile);
   app_.add_option("--set", sets_, "Override a config key: --set data.batch=64 (repeatable)");
-  app_.add_option("--log-level", log_level_, "trace|debug|info|warn|error, optionally per subsystem: info,data=debug")
+  app_.add_option("--log-level", log_level_,
+                  "trace|debug|info|warn|error|critical|off, optionally per subsystem: info,data=debug")
       ->capture_default_str();
   app_.add_flag("--log-all-ranks", log_all_ranks_, "Log info lines from every rank, not only rank 0");
   app_.add_option("--metrics-port", metrics_port_,

@@ -282,7 +282,8 @@ void add_data_commands(Cli& cli) {
   cli.option(stream, "--prefetch", "data.prefetch", "Ready batches kept ahead; 0 = 2 x threads", "0");
   cli.option(stream, "--seed", "data.seed", "Shuffle seed", "0");
   cli.flag(stream, "--xflip", "data.xflip", "Mirror augmentation (dataset doubled, as StyleGAN2-ADA --mirror)");
-  cli.option(stream, "--on-corrupt", "data.on_corrupt", "Corrupt row: fail | skip (replaced, counted, logged)", "fail");
+  cli.option(stream, "--on-corrupt", "data.on_corrupt",
+             "Corrupt row or shard: fail | skip (a row replaced, a shard left out; counted, logged)", "fail");
   cli.option(stream, "--epochs", "stream.epochs", "Epochs to stream", "1");
   cli.option(stream, "--rank", "stream.rank", "Rank to stream as (default: from the launcher)");
   cli.option(stream, "--world", "stream.world", "World size (default: from the launcher)");

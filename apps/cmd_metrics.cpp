@@ -59,7 +59,7 @@ void add_feature_options(Cli& cli, CLI::App* cmd) {
   cli.option(cmd, "--cache", "metrics.cache",
              "Folder that keeps the --real set's features between runs, keyed by its images (files' paths, sizes and "
              "times, or a dataset's manifest), the extractor's weights and --max-items; 'off' disables",
-             "$FACETEX_CACHE_DIR, else ~/.cache/facetex");
+             "$FACETEX_CACHE_DIR, else $XDG_CACHE_HOME/facetex, else ~/.cache/facetex");
 }
 
 struct FeatureSets {

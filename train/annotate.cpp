@@ -341,7 +341,7 @@ class Annotator {
     writer.set_annotation("lm5", floats(lm5), {hm, 5, 2});
     writer.set_annotation("fit_residual", floats(residual), {hm});
     // Per-row data of the input that annotate does not compute: the synthetic world's ground-truth textures
-    // (/gt_texture [N, T, T, 3], read by training's synth metric) and background masks (/bg_mask [N, h, w]).
+    // (/gt_texture [N, T, T, 3], read by training's synth metric).
     if (in.has_annotation("gt_texture")) {
       const int64_t per = in.annotation_row_size("gt_texture");
       const auto t = static_cast<hsize_t>(std::llround(std::sqrt(per / 3.0)));
@@ -349,14 +349,6 @@ class Annotator {
       std::vector<uint8_t> all(static_cast<size_t>(m * per));
       for (int64_t j = 0; j < m; ++j) in.read_annotation("gt_texture", kept[size_t(j)], all.data() + j * per);
       writer.set_annotation("gt_texture", std::move(all), {hm, t, t, 3});
-    }
-    if (in.has_annotation("bg_mask")) {
-      const int64_t per = in.annotation_row_size("bg_mask");
-      const auto side = static_cast<hsize_t>(std::llround(std::sqrt(double(per))));
-      FACETEX_CHECK_DATA(int64_t(side * side) == per, "{}: /bg_mask rows are not square", in.path());
-      std::vector<uint8_t> all(static_cast<size_t>(m * per));
-      for (int64_t j = 0; j < m; ++j) in.read_annotation("bg_mask", kept[size_t(j)], all.data() + j * per);
-      writer.set_annotation("bg_mask", std::move(all), {hm, side, side});
     }
     return writer.commit();
   }
