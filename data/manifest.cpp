@@ -189,6 +189,14 @@ Manifest read_dataset_manifest(const fs::path& dir) {
   return m;
 }
 
+void require_some_rows(const Manifest& m, const fs::path& where) {
+  if (m.count > 0 || m.total_inputs == 0) return;
+  const std::string first =
+      m.skipped.empty() ? std::string() : fmt::format("; the first, {}: {}", m.skipped[0].key, m.skipped[0].reason);
+  throw DataError(fmt::format("{}: none of the {} inputs could be packed ({} skipped{}); no {} written", where.string(),
+                              m.total_inputs, m.skipped.size(), first, kManifestName));
+}
+
 void write_manifest(const fs::path& file, const Manifest& manifest) {
   write_file_atomic(file, to_json(manifest).dump(2) + "\n");
 }
@@ -261,6 +269,7 @@ Manifest merge_part_manifests(const fs::path& dir) {
   }
   FACETEX_CHECK_DATA(expect == out.total_inputs, "{}: shards cover inputs [0, {}) but there are {} inputs",
                      dir.string(), expect, out.total_inputs);
+  require_some_rows(out, dir);
   write_manifest(dir / kManifestName, out);
   return out;
 }

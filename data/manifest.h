@@ -54,6 +54,9 @@ Manifest read_manifest(const std::filesystem::path& file);
 // The finished dataset in `dir`: DataError for a missing folder, a missing dataset.json (naming merge-manifest, the
 // usual cause) and a part manifest.
 Manifest read_dataset_manifest(const std::filesystem::path& dir);
+// DataError when a finished dataset would hold no image although it had inputs (every one skipped under
+// --on-corrupt=skip): an empty dataset.json would only fail later, in training, far from the cause.
+void require_some_rows(const Manifest& m, const std::filesystem::path& where);
 void write_manifest(const std::filesystem::path& file, const Manifest& manifest);  // atomic
 
 // Before a job rewrites shards of `dir` (`rewrites`: some shard there differs from what it will write): a finished

@@ -54,7 +54,7 @@ std::optional<FaceModelFiles> shards_face_model(const fs::path& shards) {
 }
 
 DatasetFaceModel resolve_dataset_face_model(const std::string& configured_mat, const std::string& configured_uv,
-                                            const fs::path& shards) {
+                                            const fs::path& shards, bool compare_with_recorded) {
   FACETEX_CHECK_USAGE(configured_mat.empty() == configured_uv.empty(),
                       "model.face_model_mat and model.face_model_uv are set together (got only {})",
                       configured_mat.empty() ? "model.face_model_uv" : "model.face_model_mat");
@@ -76,7 +76,7 @@ DatasetFaceModel resolve_dataset_face_model(const std::string& configured_mat, c
                      configured_mat, own(&FaceModelFiles::mat));
   FACETEX_CHECK_DATA(fs::is_regular_file(configured_uv), "{}: face model file does not exist (model.face_model_uv){}",
                      configured_uv, own(&FaceModelFiles::uv));
-  if (recorded && !(same_file_contents(recorded->mat, r.files.mat) && same_file_contents(recorded->uv, r.files.uv))) {
+  if (compare_with_recorded && recorded && !(same_file_contents(recorded->mat, r.files.mat) && same_file_contents(recorded->uv, r.files.uv))) {
     r.mismatch = fmt::format("the configured face model {} + {} is not the one the shards' coefficients were made "
                              "with ({} + {}, recorded in {}): faces are rendered with the configured one",
                              configured_mat, configured_uv, recorded->mat.string(), recorded->uv.string(),

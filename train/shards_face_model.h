@@ -27,12 +27,14 @@ std::optional<FaceModelFiles> shards_face_model(const std::filesystem::path& sha
 // The face model training renders with in dataset background mode: the configured one (model.face_model_mat and
 // model.face_model_uv, both or neither) or, when none is configured, the one recorded beside the shards.
 // UsageError when there is neither; DataError naming the key when a configured file does not exist.
+// `compare_with_recorded`: read both models' bytes to tell whether the configured one is the recorded one (one rank
+// of a job is enough: the files are the same for all, and a BFM .mat is large).
 struct DatasetFaceModel {
   FaceModelFiles files;      // recorded_in is empty for a configured model
   std::string mismatch;      // non-empty: the configured model is not the one the shards record (a warning)
 };
 DatasetFaceModel resolve_dataset_face_model(const std::string& configured_mat, const std::string& configured_uv,
-                                            const std::filesystem::path& shards);
+                                            const std::filesystem::path& shards, bool compare_with_recorded = true);
 
 // True when the two files hold the same bytes (the same model, wherever it was copied to).
 bool same_file_contents(const std::filesystem::path& a, const std::filesystem::path& b);

@@ -314,7 +314,8 @@ void Trainer::setup() {
   } else if (o_.mode == "texture") {
     // The shards' /coeffs only mean something with the model that made them: by default the one recorded beside
     // the shards (annotate.json, a synthetic world's world.json).
-    const DatasetFaceModel face_model = resolve_dataset_face_model(o_.face_model_mat, o_.face_model_uv, o_.shards);
+    const DatasetFaceModel face_model =
+        resolve_dataset_face_model(o_.face_model_mat, o_.face_model_uv, o_.shards, /*compare_with_recorded=*/root());
     if (!face_model.mismatch.empty()) log_.warn("{}", face_model.mismatch);
     log_.info("face model {} + {}{}", face_model.files.mat.string(), face_model.files.uv.string(),
               face_model.files.recorded_in.empty() ? std::string(" (model.face_model_mat / _uv)")

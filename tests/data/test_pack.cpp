@@ -251,6 +251,16 @@ TEST(PackBadInput, CorruptTruncatedNonImageNonSquareTinyAndMixedInputsAreNamed) 
     EXPECT_EQ(r.manifest.skipped[0].key, "z_" + c.name);
     EXPECT_NE(r.manifest.skipped[0].reason.find(c.expect), std::string::npos);
   }
+  // Every input bad: no empty dataset.json that would fail far away, in training; a data error naming the first.
+  const fs::path in = tmp / "in-all-bad";
+  fs::create_directories(in);
+  test::write_bytes(in / "a.png", "not a png");
+  test::write_bytes(in / "b.jpg", "not a jpeg");
+  auto o = options(in, tmp / "out-all-bad", Storage::kPng, 2, 32);
+  o.on_corrupt = OnCorrupt::kSkip;
+  const std::string err = error_of([&] { pack_images(o); });
+  EXPECT_NE(err.find("none of the 2 inputs could be packed (2 skipped; the first, a.png:"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(tmp / "out-all-bad" / "dataset.json"));
 }
 
 TEST(PackBadInput, AFailedRunNeverDamagesFinishedOutput) {
