@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <sstream>
 #include <string>
 
 #include "cluster/mpi_communicator.h"
@@ -92,15 +93,23 @@ std::string who() {
   return "facetex";
 }
 
+// `text` with its lines trimmed and joined by single spaces.
+std::string one_line(const std::string& text) {
+  std::string out, line;
+  std::istringstream in(text);
+  while (std::getline(in, line)) {
+    const size_t begin = line.find_first_not_of(" \t\r"), end = line.find_last_not_of(" \t\r");
+    if (begin == std::string::npos) continue;
+    out += (out.empty() ? "" : " ") + line.substr(begin, end - begin + 1);
+  }
+  return out;
+}
+
 // The job's last line: on stderr, and at the end of the job's own log files (a run's log.txt), so that a run folder
 // says how its job ended.
 int report_failure(ExitCode code, std::string message) {
   // One line, whatever a library put in its message (dlib's serialisation errors span several).
-  for (size_t nl = message.find('\n'); nl != std::string::npos; nl = message.find('\n', nl)) {
-    const size_t end = message.find_first_not_of(" \t\r\n", nl);
-    const bool last = end == std::string::npos;
-    message.replace(nl, last ? std::string::npos : end - nl, last ? "" : " ");
-  }
+  message = one_line(message);
   const std::string line = fmt::format("{}: {}: {}", who(), exit_code_name(code), message);
   std::fprintf(stderr, "%s\n", line.c_str());
   log::record_in_files("cli", spdlog::level::err, line);

@@ -244,13 +244,13 @@ int run_eval(const Config& c) {
   const int tile = static_cast<int>(c.get_int("face.tile", 160));
   FACETEX_CHECK_USAGE(tile >= 32 && tile <= 1024, "--tile must be 32..1024, got {}", tile);
   const double min_iou = c.get_double("face.min_iou", 0.3);
+  FACETEX_CHECK_USAGE(min_iou > 0 && min_iou <= 1, "--min-iou must be in (0, 1], got {}", min_iou);
   const std::vector<aux::GroundTruthImage> gt = aux::load_landmark_xml(xml);
   int64_t boxes = 0;
   for (const auto& im : gt) boxes += static_cast<int64_t>(im.faces.size());
   // Figures over no faces would print as zeros, indistinguishable from a detector that finds nothing.
   FACETEX_CHECK_DATA(boxes > 0, "{}: no ground-truth face boxes ({} images); nothing to evaluate", xml.string(),
                      gt.size());
-  FACETEX_CHECK_USAGE(min_iou > 0 && min_iou <= 1, "--min-iou must be in (0, 1], got {}", min_iou);
   const FrontEnd fe(c);
 
   int64_t truth_faces = 0, detections = 0, matched = 0;

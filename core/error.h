@@ -51,6 +51,20 @@ struct PreemptedError : Error {
   explicit PreemptedError(std::string message) : Error(ExitCode::kPreempted, std::move(message)) {}
 };
 
+// Runs `f`; what it refuses as a usage error (or std::invalid_argument) becomes a DataError naming `source`. The same
+// checks guard typed settings (exit 2) and values read from a file — a weight file's init_kwargs (exit 3).
+template <typename F>
+auto as_data_errors(const std::string& source, F&& f) -> decltype(f()) {
+  const auto named = [&source](const std::string& m) { return m.rfind(source, 0) == 0 ? m : source + ": " + m; };
+  try {
+    return f();
+  } catch (const UsageError& e) {
+    throw DataError(named(e.what()));
+  } catch (const std::invalid_argument& e) {
+    throw DataError(named(e.what()));
+  }
+}
+
 }  // namespace facetex
 
 // The one checking macro family (NCCL style): FACETEX_CHECK(cond, ErrorType, "fmt {}", args...).

@@ -16,6 +16,7 @@ namespace fs = std::filesystem;
 namespace facetex::data {
 
 std::string inspect_dataset(const InspectOptions& o) {
+  FACETEX_CHECK_USAGE(o.rows >= 0, "--rows must be >= 0, got {}", o.rows);
   auto ds = Dataset::open(o.dir, OnCorrupt::kFail);
   const Manifest& m = ds->manifest();
   int64_t bytes = 0;
@@ -36,7 +37,6 @@ std::string inspect_dataset(const InspectOptions& o) {
   out += fmt::format("source       {}\n", m.source);
   out += fmt::format("created by   {}\n", m.created_by);
 
-  FACETEX_CHECK_USAGE(o.rows >= 0, "--rows must be >= 0, got {}", o.rows);
   if (o.rows > 0) {
     FACETEX_CHECK_USAGE(!o.sheet.empty(), "--rows needs --sheet PATH.png");
     FACETEX_CHECK_USAGE(o.tile >= 8 && o.tile <= 1024, "--tile must be 8..1024");

@@ -193,8 +193,8 @@ void require_some_rows(const Manifest& m, const fs::path& where) {
   if (m.count > 0 || m.total_inputs == 0) return;
   const std::string first =
       m.skipped.empty() ? std::string() : fmt::format("; the first, {}: {}", m.skipped[0].key, m.skipped[0].reason);
-  throw DataError(fmt::format("{}: none of the {} inputs could be packed ({} skipped{}); no {} written", where.string(),
-                              m.total_inputs, m.skipped.size(), first, kManifestName));
+  throw DataError(fmt::format("{}: no rows: none of the {} inputs made it into the dataset ({} skipped{}); no {} written",
+                              where.string(), m.total_inputs, m.skipped.size(), first, kManifestName));
 }
 
 void write_manifest(const fs::path& file, const Manifest& manifest) {

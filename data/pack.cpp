@@ -179,7 +179,6 @@ class Packer {
   bool auto_resolution_ = false;
 };
 
-// Removes "<shard>.partial-*" leftovers of a crashed earlier attempt at this shard (only this task writes it).
 // Shard files of an earlier run past this input list's last slot (the input list shrank). No manifest written from
 // now on describes them, so they go once the new manifest is written: left in place, a reader that globs shard-*.h5
 // or a later merge of an older split would take them for part of this dataset.
@@ -196,6 +195,28 @@ std::vector<fs::path> shards_past(const fs::path& dir, int64_t num_slots) {
   return out;
 }
 
+// Whether a manifest in `dir` (dataset.json or a part manifest) lists one of `files`: removing it then changes a
+// finished dataset. An unreadable manifest counts as listing them (it cannot say it does not).
+bool listed_in_a_manifest(const fs::path& dir, const std::vector<fs::path>& files) {
+  if (files.empty()) return false;
+  static const std::regex manifest_name(R"(dataset(\.part-\d+-of-\d+)?\.json)");
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (!std::regex_match(e.path().filename().string(), manifest_name)) continue;
+    try {
+      for (const ShardEntry& entry : read_manifest(e.path()).shards) {
+        for (const fs::path& f : files) {
+          if (entry.file == f.filename().string()) return true;
+        }
+      }
+    } catch (const DataError&) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Removes "<shard>.partial-*" leftovers of a crashed earlier attempt at this shard (only this task writes it).
 void remove_partials(const fs::path& dir, const std::string& shard_name) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
@@ -281,9 +302,10 @@ PackResult pack_images(const PackOptions& o) {
     rewrites |= !s.existing.has_value() && fs::exists(o.out / shard_file_name(k), ec);
     slots.push_back(std::move(s));
   }
-  // The part that owns the last slot (or a whole run) answers for shards past it.
+  // The part that owns the last slot (or a whole run) answers for shards past it. Removing one that a manifest lists
+  // changes a finished dataset; an unlisted one (left by a run stopped before it removed them) just goes.
   const std::vector<fs::path> stale = mine.end == num_slots ? shards_past(o.out, num_slots) : std::vector<fs::path>{};
-  rewrites |= !stale.empty();
+  rewrites |= listed_in_a_manifest(o.out, stale);
   const fs::path manifest_path = o.out / (o.part.whole() ? std::string(kManifestName) : part_manifest_name(o.part));
   unlist_before_rewrite(o.out, manifest_path, rewrites, o.overwrite, "dataset made from other inputs or settings");
 
@@ -331,7 +353,8 @@ PackResult pack_images(const PackOptions& o) {
   for (const fs::path& file : stale) {
     log.info("{}: past the last of {} shards (an earlier run had more inputs), removing it", file.filename().string(),
              num_slots);
-    fs::remove(file, ec);
+    if (!fs::remove(file, ec) && ec) log.warn("{}: cannot remove it: {}", file.string(), ec.message());
+    remove_partials(o.out, file.filename().string());
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;

@@ -298,16 +298,15 @@ uint32_t crc_of_rows(hid_t dataset, const std::vector<hsize_t>& dims) {
 }
 }  // namespace
 
-ShardReader::AnnotationChecksum ShardReader::annotation_checksum(const std::string& name) const {
+std::optional<ShardReader::AnnotationChecksum> ShardReader::annotation_checksum(const std::string& name) const {
   auto lock = h5::serialize();
   h5::Id d = h5::open_dataset(impl_->file, name);
   const std::vector<hsize_t> dims = h5::shape(d);
   FACETEX_CHECK_DATA(!dims.empty() && int64_t(dims[0]) == impl_->header.count,
                      "{}: /{} does not have one row per image", impl_->path, name);
+  if (!h5::has_attr(d, kAnnotationCrc32Attr)) return std::nullopt;
   AnnotationChecksum out;
-  if (h5::has_attr(d, kAnnotationCrc32Attr)) {
-    out.recorded = static_cast<uint32_t>(h5::read_attr_int(d, kAnnotationCrc32Attr));
-  }
+  out.recorded = static_cast<uint32_t>(h5::read_attr_int(d, kAnnotationCrc32Attr));
   h5::Id type(H5Dget_type(d));
   out.stored = H5Tget_class(type) == H5T_FLOAT ? crc_of_rows<float>(d, dims) : crc_of_rows<uint8_t>(d, dims);
   return out;

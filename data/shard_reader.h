@@ -48,13 +48,13 @@ class ShardReader {
   void read_annotation(const std::string& name, int64_t row, uint8_t* out) const;
   // The annotations this shard holds (every root dataset that is not part of the image schema), sorted.
   std::vector<std::string> annotation_names() const;
-  // An annotation's CRC-32 as recorded when it was written (absent for shards written before facetex recorded
-  // one) and as computed now from the stored values, read a block of rows at a time.
+  // An annotation's CRC-32 as recorded when it was written and as computed now from the stored values, read a block
+  // of rows at a time; nullopt (nothing read) for one written before facetex recorded checksums.
   struct AnnotationChecksum {
-    std::optional<uint32_t> recorded;
+    uint32_t recorded = 0;
     uint32_t stored = 0;
   };
-  AnnotationChecksum annotation_checksum(const std::string& name) const;
+  std::optional<AnnotationChecksum> annotation_checksum(const std::string& name) const;
 
   // "<file> row <i> (key '<k>')" — the prefix of every message about a row.
   std::string describe_row(int64_t row) const;

@@ -466,6 +466,10 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
                       "--out must differ from --shards");
   FACETEX_CHECK_USAGE(!fs::exists(o.out, ec) || fs::is_directory(o.out, ec), "--out {}: not a folder", o.out.string());
 
+  // The landmark source and ReconNet load before anything is written or unlisted: a job that cannot start leaves
+  // --out as it was.
+  Annotator annotator(o);
+
   // What this part's shards would become, before anything is written: a finished dataset in --out that these
   // settings would change is refused (or, with --overwrite, unlisted first).
   const Range mine = part_range(static_cast<int64_t>(in.shards.size()), o.part);
@@ -484,8 +488,6 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
   data::unlist_before_rewrite(o.out, part_manifest, rewrites, o.overwrite,
                               "annotated dataset made with other settings (model, landmarks or fit)");
 
-  // The landmark source and ReconNet load before anything is written: a job that cannot start leaves no files.
-  Annotator annotator(o);
   fs::create_directories(o.out, ec);
   FACETEX_CHECK_RUNTIME(!ec, "{}: cannot create output folder: {}", o.out.string(), ec.message());
   // The face model the coefficients belong to, next to the shards (training's model.face_model_mat / _uv).
@@ -589,6 +591,7 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
   }
   progress.finish();
   result.manifest_path = o.out / (o.part.whole() ? std::string(data::kManifestName) : data::part_manifest_name(o.part));
+  if (o.part.whole()) data::require_some_rows(m, o.out);  // a part may be empty; its merge is checked
   data::write_manifest(result.manifest_path, m);
   result.rows = total.rows;
   result.faces = total.faces;

@@ -276,8 +276,8 @@ void Trainer::setup() {
     FACETEX_CHECK_DATA(weights.count("G") && weights.count("D"), "{}: needs networks G and D", o_.init_weights);
     o_.G = models::stylegan2::parse_generator_config(weights.at("G").init_kwargs, o_.init_weights + " /G");
     o_.D = models::stylegan2::parse_discriminator_config(weights.at("D").init_kwargs, o_.init_weights + " /D");
-    G_ = std::make_shared<Generator>(o_.G);
-    D_ = std::make_shared<Discriminator>(o_.D);
+    G_ = as_data_errors(o_.init_weights + " /G", [&] { return std::make_shared<Generator>(o_.G); });
+    D_ = as_data_errors(o_.init_weights + " /D", [&] { return std::make_shared<Discriminator>(o_.D); });
     models::load_network(*G_, weights.at("G"), o_.init_weights + " /G");
     models::load_network(*D_, weights.at("D"), o_.init_weights + " /D");
   } else {

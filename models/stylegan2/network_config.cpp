@@ -231,17 +231,6 @@ DiscriminatorConfig read_discriminator_config(const std::string& text, const std
   return d;
 }
 
-// init_kwargs come from weight files and checkpoints: what is wrong in them is wrong in the file (a data error,
-// exit 3), even where the same check on a typed setting is a usage error.
-template <typename ReadConfig>
-auto from_file(ReadConfig&& read) {
-  try {
-    return read();
-  } catch (const UsageError& e) {
-    throw DataError(e.what());
-  }
-}
-
 }  // namespace
 
 std::string to_init_kwargs(const GeneratorConfig& g) {
@@ -275,15 +264,15 @@ std::string to_init_kwargs(const DiscriminatorConfig& d) {
 }
 
 MappingConfig parse_mapping_config(const std::string& text, const std::string& context) {
-  return from_file([&] { return read_mapping_config(text, context); });
+  return as_data_errors(context, [&] { return read_mapping_config(text, context); });
 }
 
 GeneratorConfig parse_generator_config(const std::string& text, const std::string& context) {
-  return from_file([&] { return read_generator_config(text, context); });
+  return as_data_errors(context, [&] { return read_generator_config(text, context); });
 }
 
 DiscriminatorConfig parse_discriminator_config(const std::string& text, const std::string& context) {
-  return from_file([&] { return read_discriminator_config(text, context); });
+  return as_data_errors(context, [&] { return read_discriminator_config(text, context); });
 }
 
 }  // namespace facetex::models::stylegan2

@@ -151,6 +151,7 @@ TEST(Cli, SyntheticWorldTrainAndMetricsEndToEnd) {
   EXPECT_EQ(r.exit_code, 3) << r.err;
   // The run's log.txt ends with the line that ended the job, as stderr does.
   const std::string log = test::read_bytes(fs::path(run + "-2") / "log.txt");
+  ASSERT_NE(r.err.rfind("facetex: data error:"), std::string::npos) << r.err;
   const std::string last = r.err.substr(r.err.rfind("facetex: data error:"));
   EXPECT_NE(last.find("missing"), std::string::npos) << last;
   ASSERT_GE(log.size(), last.size());

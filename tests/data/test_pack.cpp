@@ -189,6 +189,13 @@ TEST(Pack, ReRunKeepsFinishedShardsAndRedoesOnlyMissingOnes) {
   const VerifyReport report = verify_dataset(VerifyOptions{tmp / "out", true, 2});
   EXPECT_TRUE(report.ok());
   EXPECT_TRUE(report.notes.empty()) << report.notes.front();
+  // A shard past the end that no manifest lists (a run stopped between its manifest and the removal): removed
+  // without asking, since no finished dataset changes.
+  fs::copy_file(tmp / "out" / "shard-00001.h5", tmp / "out" / "shard-00005.h5");
+  o.overwrite = false;
+  auto fifth = pack_images(o);
+  EXPECT_EQ(fifth.shards_reused, 2);
+  EXPECT_FALSE(fs::exists(tmp / "out" / "shard-00005.h5"));
 }
 
 TEST(PackBadInput, EmptyOrMissingFolderIsADataError) {
@@ -259,7 +266,9 @@ TEST(PackBadInput, CorruptTruncatedNonImageNonSquareTinyAndMixedInputsAreNamed) 
   auto o = options(in, tmp / "out-all-bad", Storage::kPng, 2, 32);
   o.on_corrupt = OnCorrupt::kSkip;
   const std::string err = error_of([&] { pack_images(o); });
-  EXPECT_NE(err.find("none of the 2 inputs could be packed (2 skipped; the first, a.png:"), std::string::npos) << err;
+  EXPECT_NE(err.find("no rows: none of the 2 inputs made it into the dataset (2 skipped; the first, a.png:"),
+            std::string::npos)
+      << err;
   EXPECT_FALSE(fs::exists(tmp / "out-all-bad" / "dataset.json"));
 }
 

@@ -219,7 +219,9 @@ TEST(DamagedShard, FlippedAnnotationValueIsNamedByVerify) {
   test::write_bytes(out / "dataset.json", manifest.dump(2));
   v = verify_dataset(VerifyOptions{out, true, 2});
   ASSERT_EQ(v.notes.size(), 1u);
-  EXPECT_NE(v.notes[0].find("/valid has no checksum"), std::string::npos) << v.notes[0];
+  EXPECT_NE(v.notes[0].find("1 annotation datasets have no checksum"), std::string::npos) << v.notes[0];
+  EXPECT_NE(v.notes[0].find("shard-00000.h5 /valid"), std::string::npos) << v.notes[0];
+  EXPECT_EQ(v.annotations_checked, 1);
   EXPECT_EQ(v.problems.size(), 1u);  // the flipped coefficient is still there
 }
 

@@ -48,6 +48,29 @@ TEST(StyleGAN2Shapes, BadInitKwargsAreDataErrorsNamingTheKey) {
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("weights.h5 /G: init_kwargs 'z_dim'"), std::string::npos) << e.what();
   }
+  // Values the parser takes but the constructors refuse (zero channels at the top block, an unknown activation, an
+  // unknown class) are data errors naming the file too.
+  const auto build_error = [](const std::string& class_name, const std::string& kwargs) {
+    models::NetworkWeights w;
+    w.class_name = class_name;
+    w.init_kwargs = kwargs;
+    try {
+      build_and_load(w, "weights.h5 /G");
+    } catch (const DataError& e) {
+      return std::string(e.what());
+    } catch (const std::exception& e) {
+      return std::string("WRONG EXCEPTION TYPE: ") + e.what();
+    }
+    return std::string("NO ERROR");
+  };
+  std::string err = build_error("Generator", R"({"img_resolution": 64, "synthesis_kwargs": {"channel_base": 32}})");
+  EXPECT_NE(err.find("weights.h5 /G: "), std::string::npos) << err;
+  EXPECT_NE(err.find("channel_base 32"), std::string::npos) << err;
+  err = build_error("Generator", R"({"img_resolution": 8, "mapping_kwargs": {"activation": "gelu"}})");
+  EXPECT_EQ(err.rfind("weights.h5 /G: ", 0), 0u) << err;
+  EXPECT_NE(err.find("unknown activation 'gelu'"), std::string::npos) << err;
+  err = build_error("Encoder", "{}");
+  EXPECT_NE(err.find("class 'Encoder' is not a StyleGAN2 network"), std::string::npos) << err;
 }
 
 // fp16_channels_last (the reference's --nhwc) is read from the reference's kwargs and written back only when set, so
