@@ -12,6 +12,8 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "data/dataset.h"
+#include "data/shard_reader.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -214,6 +216,17 @@ void unlist_before_rewrite(const fs::path& dir, const fs::path& own, bool rewrit
   }
 }
 
+void remove_part_manifests(const fs::path& dir) {
+  static const std::regex pattern(R"(dataset\.part-\d+-of-\d+\.json)");
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (!std::regex_match(e.path().filename().string(), pattern)) continue;
+    log::get("data").info("{}: a part manifest of an earlier split, replaced by {}; removing it",
+                          e.path().filename().string(), kManifestName);
+    fs::remove(e.path(), ec);
+  }
+}
+
 Manifest merge_part_manifests(const fs::path& dir) {
   std::error_code ec;
   FACETEX_CHECK_DATA(fs::is_directory(dir, ec), "{}: no such folder", dir.string());
@@ -233,6 +246,11 @@ Manifest merge_part_manifests(const fs::path& dir) {
                        "{}: part manifests of different splits (of {} and of {}) in one folder", dir.string(),
                        total_parts, m.part->count);
     total_parts = m.part->count;
+    // One file per part, under the name the part's task writes: a copy under another spelling
+    // (dataset.part-1-of-3.json) would otherwise be merged in place of the real one, depending on directory order.
+    const std::string canonical = part_manifest_name(*m.part);
+    FACETEX_CHECK_DATA(name == canonical, "{}: a manifest of part {} that its task did not write (it writes {}); remove "
+                       "the stray file", entry.path().string(), m.part->str(), canonical);
     parts.emplace(m.part->index, std::make_pair(entry.path(), std::move(m)));
   }
   FACETEX_CHECK_DATA(!parts.empty(), "{}: no dataset.part-*-of-*.json manifests to merge", dir.string());
@@ -251,10 +269,16 @@ Manifest merge_part_manifests(const fs::path& dir) {
   out.created_by = first.created_by;
   for (auto& [index, pm] : parts) {
     const auto& [path, m] = pm;
-    FACETEX_CHECK_DATA(m.resolution == out.resolution && m.storage == out.storage && m.shard_size == out.shard_size &&
-                           m.total_inputs == out.total_inputs,
-                       "{}: resolution/storage/shard_size/total_inputs differ from part 0 ({}, {}, {}, {})",
-                       path.string(), out.resolution, storage_name(out.storage), out.shard_size, out.total_inputs);
+    // Parts of one job agree on everything but their shards; parts of two jobs in one folder do not.
+    const auto same = [&](const char* field, const auto& mine, const auto& part0) {
+      FACETEX_CHECK_DATA(mine == part0, "{}: {} {} differs from part 0's {} (parts of different jobs in one folder?)",
+                         path.string(), field, mine, part0);
+    };
+    same("resolution", m.resolution, out.resolution);
+    same("storage", storage_name(m.storage), storage_name(out.storage));
+    same("shard_size", m.shard_size, out.shard_size);
+    same("total_inputs", m.total_inputs, out.total_inputs);
+    same("source", m.source, out.source);
     out.shards.insert(out.shards.end(), m.shards.begin(), m.shards.end());
     out.skipped.insert(out.skipped.end(), m.skipped.begin(), m.skipped.end());
     out.count += m.count;
@@ -270,6 +294,16 @@ Manifest merge_part_manifests(const fs::path& dir) {
   FACETEX_CHECK_DATA(expect == out.total_inputs, "{}: shards cover inputs [0, {}) but there are {} inputs",
                      dir.string(), expect, out.total_inputs);
   require_some_rows(out, dir);
+  // The shards themselves: each listed one is there and is the one its part wrote (a part manifest left from an
+  // earlier split, or a shard removed since, is named here rather than by the first reader of dataset.json).
+  for (const ShardEntry& s : out.shards) {
+    const fs::path file = dir / s.file;
+    FACETEX_CHECK_DATA(fs::is_regular_file(file), "{}: listed by a part manifest but missing; run that part again",
+                       file.string());
+    const std::string problem = compare_with_manifest(ShardReader(file), s, out);
+    FACETEX_CHECK_DATA(problem.empty(), "{}: disagrees with its part manifest: {} (a manifest of an earlier job?)",
+                       file.string(), problem);
+  }
   write_manifest(dir / kManifestName, out);
   return out;
 }

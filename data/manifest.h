@@ -69,5 +69,8 @@ void unlist_before_rewrite(const std::filesystem::path& dir, const std::filesyst
 // Joins dataset.part-*-of-N.json in `dir` into dir/dataset.json. DataError when a part is missing, duplicated,
 // inconsistent (resolution, storage, shard size, input count) or when shards overlap.
 Manifest merge_part_manifests(const std::filesystem::path& dir);
+// After a whole (not --part) run wrote dir/dataset.json: part manifests of an earlier split describe shards that may
+// no longer exist as they were; removed, so that no later merge-manifest can put them back.
+void remove_part_manifests(const std::filesystem::path& dir);
 
 }  // namespace facetex::data

@@ -350,6 +350,7 @@ PackResult pack_images(const PackOptions& o) {
   result.manifest_path = manifest_path;
   if (o.part.whole()) require_some_rows(m, o.out);  // a part may be empty; its merge is checked
   write_manifest(result.manifest_path, m);
+  if (o.part.whole()) remove_part_manifests(o.out);
   for (const fs::path& file : stale) {
     log.info("{}: past the last of {} shards (an earlier run had more inputs), removing it", file.filename().string(),
              num_slots);

@@ -593,6 +593,7 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
   result.manifest_path = o.out / (o.part.whole() ? std::string(data::kManifestName) : data::part_manifest_name(o.part));
   if (o.part.whole()) data::require_some_rows(m, o.out);  // a part may be empty; its merge is checked
   data::write_manifest(result.manifest_path, m);
+  if (o.part.whole()) data::remove_part_manifests(o.out);
   result.rows = total.rows;
   result.faces = total.faces;
   result.no_face = total.rows - total.faces;

@@ -123,6 +123,7 @@ TEST(Crc32, MatchesTheZlibCheckValue) {
   EXPECT_EQ(crc32(s, 9), 0xCBF43926u);  // the standard CRC-32 check value (zlib.crc32(b"123456789"))
   EXPECT_EQ(crc32(s + 4, 5, crc32(s, 4)), 0xCBF43926u);  // incremental
   EXPECT_EQ(crc32(s, 0), 0u);
+  EXPECT_EQ(crc32(nullptr, 0, 0xCBF43926u), 0xCBF43926u);  // nothing (an empty vector's data()) keeps the value
 }
 
 // What the writers make, read by NumPy itself (skipped without python3-numpy): shapes, values, and an .npz of two

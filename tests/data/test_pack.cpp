@@ -146,10 +146,37 @@ TEST(Pack, PartsWrittenIndependentlyMergeIntoTheSameDatasetAsOneRun) {
   }
   expect_round_trip(tmp / "parts", (tmp / "in").string(), FitOptions{32, SquarePolicy::kNone, false});
 
+  // A second file for a part under another spelling is refused, not merged in place of the real one.
+  fs::copy_file(tmp / "parts" / part_manifest_name(Part{1, 3}), tmp / "parts" / "dataset.part-1-of-3.json");
+  std::string err = error_of([&] { merge_part_manifests(tmp / "parts"); });
+  EXPECT_NE(err.find("dataset.part-1-of-3.json: a manifest of part 1/3 that its task did not write"),
+            std::string::npos)
+      << err;
+  fs::remove(tmp / "parts" / "dataset.part-1-of-3.json");
+  // A shard gone since its part finished is named by the merge, not by the first reader of dataset.json.
+  fs::rename(tmp / "parts" / "shard-00002.h5", tmp / "shard-00002.h5");
+  err = error_of([&] { merge_part_manifests(tmp / "parts"); });
+  EXPECT_NE(err.find("shard-00002.h5: listed by a part manifest but missing"), std::string::npos) << err;
+  fs::rename(tmp / "shard-00002.h5", tmp / "parts" / "shard-00002.h5");
+  // A whole pack into the folder replaces the split: its part manifests go, so no later merge can restore them.
+  {
+    auto o = options(tmp / "in", tmp / "parts", Storage::kPng, 3);
+    pack_images(o);
+    EXPECT_FALSE(fs::exists(tmp / "parts" / part_manifest_name(Part{0, 3})));
+    err = error_of([&] { merge_part_manifests(tmp / "parts"); });
+    EXPECT_NE(err.find("no dataset.part-*-of-*.json manifests to merge"), std::string::npos) << err;
+    // Part manifests come back only from part runs; remake them for the checks below.
+    for (int i : {0, 1, 2}) {
+      auto p = options(tmp / "in", tmp / "parts", Storage::kPng, 3);
+      p.part = Part{i, 3};
+      pack_images(p);
+    }
+  }
+
   // A missing part is named.
   fs::remove(tmp / "parts" / part_manifest_name(Part{1, 3}));
   fs::remove(tmp / "parts" / "dataset.json");
-  std::string err = error_of([&] { merge_part_manifests(tmp / "parts"); });
+  err = error_of([&] { merge_part_manifests(tmp / "parts"); });
   EXPECT_NE(err.find("part 1/3 is missing"), std::string::npos) << err;
 }
 
