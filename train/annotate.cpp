@@ -394,6 +394,7 @@ LandmarkProvider annotation_landmark_provider(const f3::MorphableModel& model, c
   auto shared = std::make_shared<const f3::MorphableModel>(model);
   LandmarkProvider p;
   p.name = "annotations (projected /coeffs + /crop of the input)";
+  p.needs_annotated_shards = true;
   p.make = [shared, camera]() -> std::unique_ptr<LandmarkSource> {
     return std::make_unique<AnnotationSource>(shared, camera);
   };

@@ -54,6 +54,7 @@ class LandmarkSource {
 struct LandmarkProvider {
   std::string name;  // enters each shard's digest: a different provider re-annotates
   std::function<std::unique_ptr<LandmarkSource>()> make;
+  bool needs_annotated_shards = false;  // reads each input's /coeffs + /crop: photo files have none
 };
 
 // dlib's HOG detector + 68-point predictor; the largest face of each image.

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <unistd.h>
@@ -28,6 +29,7 @@
 #include "core/work_pool.h"
 #include "data/dataset.h"
 #include "data/image_codec.h"
+#include "data/manifest.h"
 #include "data/shard_reader.h"
 #include "models/aux/dlib_face_chip.h"
 #include "models/aux/dlib_face_resnet.h"
@@ -706,6 +708,11 @@ std::vector<InputItem> list_inputs(const fs::path& inputs, std::shared_ptr<const
   } else {
     FACETEX_CHECK_DATA(fs::is_directory(inputs), "{}: not a photo, a folder of photos or a packed dataset",
                        inputs.string());
+    // Shards or part manifests without dataset.json: a packed dataset whose parts are not merged, not photos.
+    static const std::regex packed(R"((shard-\d+\.h5|dataset\.part-\d+-of-\d+\.json))");
+    for (const auto& e : fs::directory_iterator(inputs)) {
+      if (std::regex_match(e.path().filename().string(), packed)) data::read_dataset_manifest(inputs);  // throws
+    }
     for (const auto& e : fs::recursive_directory_iterator(inputs, fs::directory_options::skip_permission_denied)) {
       if (!e.is_regular_file()) continue;
       const std::string rel = fs::relative(e.path(), inputs).generic_string();
@@ -795,6 +802,10 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
   cluster::install_preemption_handlers();
   std::shared_ptr<const data::Dataset> dataset;
   const std::vector<InputItem> all = list_inputs(o.inputs, dataset);
+  FACETEX_CHECK_USAGE(!o.landmarks.needs_annotated_shards || dataset,
+                      "--landmarks annotations reads each input's /coeffs + /crop: --inputs {} is not a packed dataset "
+                      "of annotated shards (use --landmarks dlib for photos)",
+                      o.inputs.string());
   const Range mine = part_range(static_cast<int64_t>(all.size()), o.part);
   std::error_code ec;
   fs::create_directories(o.out, ec);

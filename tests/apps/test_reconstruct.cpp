@@ -528,7 +528,7 @@ train::ReconstructOptions world_job(const fs::path& world, int count, int steps)
 
 // The library path with a packed dataset and landmarks from its own annotations (a synthetic world: exact geometry,
 // no detector) reconstructs every row — the reconstructor hands each shard row to the landmark source (it once passed
-// no shard, and the annotation source crashed). Folder inputs with that source are a usage error, not a crash.
+// no shard, and the annotation source crashed). Folder inputs with that source are a usage error before any work.
 TEST(Reconstruct, ShardRowsWithLandmarksFromTheirAnnotations) {
   test::TempDir dir;
   train::ReconstructOptions o = world_job(dir / "world", 3, 2);
@@ -555,13 +555,25 @@ TEST(Reconstruct, ShardRowsWithLandmarksFromTheirAnnotations) {
   test::write_bytes(dir / "photos" / "a.png", data::encode_png(test::make_image(64, 64, 3)));
   o.inputs = dir / "photos";
   o.out = dir / "out2";
-  const train::ReconstructResult folder = train::reconstruct(o);
-  EXPECT_EQ(folder.ok, 0);
-  EXPECT_EQ(folder.error, 1);  // one clear line in the manifest, the job goes on
-  const auto m = manifest(dir / "out2" / "manifest.jsonl");
-  ASSERT_EQ(m.size(), 1u);
-  EXPECT_NE(m.begin()->second["message"].get<std::string>().find("need a packed dataset"), std::string::npos)
-      << m.begin()->second.dump();
+  try {  // refused before any work, rather than an error for every photo
+    train::reconstruct(o);
+    ADD_FAILURE() << "expected a UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--landmarks annotations reads each input's /coeffs + /crop"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "out2" / "manifest.jsonl"));
+  // Shards whose part manifests were never merged are a dataset to merge, not a folder of 'photos'.
+  fs::create_directories(dir / "unmerged");
+  fs::copy_file(world / "shards" / "shard-00000.h5", dir / "unmerged" / "shard-00000.h5");
+  o.inputs = dir / "unmerged";
+  try {
+    train::reconstruct(o);
+    ADD_FAILURE() << "expected a DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("run `facetex data merge-manifest"), std::string::npos) << e.what();
+  }
 }
 
 // bench_reconstruct's public-approach row (ReconstructOptions::public_baseline: w statistics per photo, the geometry
