@@ -14,6 +14,7 @@
 #include "core/crc32.h"
 #include "core/digest.h"
 #include "core/error.h"
+#include "core/folder_lock.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/version.h"
@@ -265,6 +266,9 @@ PackResult pack_images(const PackOptions& o) {
   FACETEX_CHECK_USAGE(!fs::exists(o.out, ec) || fs::is_directory(o.out, ec), "--out {}: not a folder", o.out.string());
   fs::create_directories(o.out, ec);
   FACETEX_CHECK_RUNTIME(!ec, "{}: cannot create output folder: {}", o.out.string(), ec.message());
+  // Held to the end: a second pack of the same part into this folder would replace this one's shards.
+  const std::string manifest_name = o.part.whole() ? std::string(kManifestName) : part_manifest_name(o.part);
+  const FolderLock lock(o.out, manifest_name, fmt::format("facetex data pack ({})", manifest_name));
 
   const int64_t total = src->size();
   const int64_t num_slots = (total + o.shard_size - 1) / o.shard_size;
@@ -306,7 +310,7 @@ PackResult pack_images(const PackOptions& o) {
   // changes a finished dataset; an unlisted one (left by a run stopped before it removed them) just goes.
   const std::vector<fs::path> stale = mine.end == num_slots ? shards_past(o.out, num_slots) : std::vector<fs::path>{};
   rewrites |= listed_in_a_manifest(o.out, stale);
-  const fs::path manifest_path = o.out / (o.part.whole() ? std::string(kManifestName) : part_manifest_name(o.part));
+  const fs::path manifest_path = o.out / manifest_name;
   unlist_before_rewrite(o.out, manifest_path, rewrites, o.overwrite, "dataset made from other inputs or settings");
 
   Progress progress("pack", my_inputs, "images", "data");

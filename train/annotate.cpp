@@ -14,6 +14,7 @@
 #include "core/atomic_file.h"
 #include "core/digest.h"
 #include "core/error.h"
+#include "core/folder_lock.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/version.h"
@@ -470,6 +471,12 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
   // The landmark source and ReconNet load before anything is written or unlisted: a job that cannot start leaves
   // --out as it was.
   Annotator annotator(o);
+  fs::create_directories(o.out, ec);
+  FACETEX_CHECK_RUNTIME(!ec, "{}: cannot create output folder: {}", o.out.string(), ec.message());
+  // Held to the end: a second annotate of the same part into this folder would replace this one's shards.
+  const std::string manifest_name =
+      o.part.whole() ? std::string(data::kManifestName) : data::part_manifest_name(o.part);
+  const FolderLock lock(o.out, manifest_name, fmt::format("facetex data annotate ({})", manifest_name));
 
   // What this part's shards would become, before anything is written: a finished dataset in --out that these
   // settings would change is refused (or, with --overwrite, unlisted first).
@@ -484,13 +491,10 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
     existing.push_back(reusable(o.out / entry.file, digests.back()));
     rewrites |= !existing.back() && fs::exists(o.out / entry.file, ec);
   }
-  const fs::path part_manifest = o.out / (o.part.whole() ? std::string(data::kManifestName)
-                                                          : data::part_manifest_name(o.part));
+  const fs::path part_manifest = o.out / manifest_name;
   data::unlist_before_rewrite(o.out, part_manifest, rewrites, o.overwrite,
                               "annotated dataset made with other settings (model, landmarks or fit)");
 
-  fs::create_directories(o.out, ec);
-  FACETEX_CHECK_RUNTIME(!ec, "{}: cannot create output folder: {}", o.out.string(), ec.message());
   // The face model the coefficients belong to, next to the shards (training's model.face_model_mat / _uv).
   f3::save_morphable_model(o.model, o.out / "model.mat", o.out / "uv.npy");
   const f3::CoeffLayout layout = f3::CoeffLayout::for_model(o.model);

@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/folder_lock.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/version.h"
@@ -132,6 +133,9 @@ SyntheticWorldSummary write_synthetic_world(const SyntheticWorldOptions& o) {
   std::error_code ec;
   FACETEX_CHECK_USAGE(!fs::exists(o.out, ec) || fs::is_directory(o.out, ec), "--out {}: not a folder", o.out.string());
   const fs::path record = o.out / kWorldRecordName, manifest_path = o.out / "shards" / data::kManifestName;
+  fs::create_directories(o.out, ec);
+  FACETEX_CHECK_RUNTIME(!ec, "{}: cannot create output folder: {}", o.out.string(), ec.message());
+  const FolderLock lock(o.out, kWorldRecordName, "facetex data synth");  // held while the world is written
   if (fs::exists(record, ec)) {
     nlohmann::json then;
     try {

@@ -25,6 +25,7 @@
 #include "core/atomic_file.h"
 #include "core/env_param.h"
 #include "core/error.h"
+#include "core/folder_lock.h"
 #include "core/log.h"
 #include "core/work_pool.h"
 #include "data/dataset.h"
@@ -211,6 +212,7 @@ class Trainer {
   double maintenance_seconds_ = 0;
   at::Tensor grid_z_;
   bool resumed_ = false;
+  std::unique_ptr<FolderLock> run_lock_;  // rank 0, for the whole run
   std::optional<fs::path> latest_checkpoint_;
   // FACETEX_OP_CENSUS=1: what each phase asks of LibTorch, summed over the tick (phase runs counted).
   std::unique_ptr<OpCensus> census_;
@@ -226,6 +228,8 @@ void Trainer::setup() {
   world_ = cluster::discover_world();
   if (root()) {
     fs::create_directories(run_dir_ / "checkpoints");
+    // Two trainers in one run folder would resume from the same checkpoint and overwrite each other's.
+    run_lock_ = std::make_unique<FolderLock>(run_dir_, "train", "facetex train");
     log::add_file_sink((run_dir_ / "log.txt").string());
   }
   // LibTorch's OpenMP pool can come up with a single thread in containers (omp_get_max_threads() == 1 with 2

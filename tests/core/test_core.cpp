@@ -19,6 +19,7 @@
 #include "core/env_param.h"
 #include "core/error.h"
 #include "core/fatal_signal.h"
+#include "core/folder_lock.h"
 #include "core/h5.h"
 #include "core/npy.h"
 #include "core/partition.h"
@@ -94,6 +95,26 @@ TEST(Config, MergeOverridesRecursively) {
   EXPECT_THROW(base.merge(over_table), UsageError);
   EXPECT_THROW(base.merge(Config::parse("[a.x]\nq = 1\n")), UsageError);
   EXPECT_EQ(base.get_int("b.z", 0), 3);
+}
+
+// A second holder of the same folder lock is refused, naming the folder and the job; the lock is free again once
+// the first is gone, and locks of other names do not interfere (parts of one job in one folder).
+TEST(FolderLock, SecondHolderIsRefusedUntilTheFirstEnds) {
+  test::TempDir tmp;
+  {
+    FolderLock first(tmp.path(), "dataset.json", "facetex data pack (dataset.json)");
+    try {
+      FolderLock second(tmp.path(), "dataset.json", "facetex data pack (dataset.json)");
+      ADD_FAILURE() << "expected a UsageError";
+    } catch (const UsageError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(tmp.path().string() + ": another facetex data pack (dataset.json) is writing"),
+                std::string::npos)
+          << msg;
+    }
+    FolderLock other(tmp.path(), "dataset.part-00001-of-00002.json", "facetex data pack");
+  }
+  FolderLock again(tmp.path(), "dataset.json", "facetex data pack");
 }
 
 TEST(Partition, ParsesAndSplitsEvenlyWithoutGapsOrOverlap) {
