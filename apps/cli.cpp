@@ -3,7 +3,9 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -43,7 +45,7 @@ CLI::Option* Cli::option(CLI::App* cmd, const std::string& flags, const std::str
   std::string text = help + " [" + key + "]";
   if (!fallback.empty()) text += " (default: " + fallback + ")";
   CLI::Option* opt = cmd->add_option(flags, values_[key], text);
-  bound_.emplace_back(opt, key);
+  bound_.push_back({cmd, opt, key});
   return opt;
 }
 
@@ -55,7 +57,7 @@ CLI::Option* Cli::required(CLI::App* cmd, const std::string& flags, const std::s
 
 CLI::Option* Cli::flag(CLI::App* cmd, const std::string& flags, const std::string& key, const std::string& help) {
   CLI::Option* opt = cmd->add_flag(flags)->description(help + " [" + key + "]");
-  bound_.emplace_back(opt, key);
+  bound_.push_back({cmd, opt, key});
   values_[key] = "true";
   return opt;
 }
@@ -67,19 +69,64 @@ void Cli::on_run(CLI::App* cmd, std::function<int(const Config&)> job) {
 Config Cli::resolve() const {
   Config c;
   if (!config_file_.empty()) c = Config::load(config_file_);
+  check_config_keys(c.keys());
   for (const auto& s : sets_) c.set(s);
-  for (const auto& [opt, key] : bound_) {
-    if (opt->count() > 0) c.set_value(key, values_.at(key));
+  for (const auto& b : bound_) {
+    if (b.opt->count() > 0) c.set_value(b.key, values_.at(b.key));
   }
   for (const auto& [cmd, opt] : required_) {
     if (!cmd->parsed()) continue;
-    for (const auto& [o, key] : bound_) {
-      if (o == opt) {
-        FACETEX_CHECK_USAGE(c.has(key), "{} is required (or set {} in the config)", opt->get_name(), key);
+    for (const auto& b : bound_) {
+      if (b.opt == opt) {
+        FACETEX_CHECK_USAGE(c.has(b.key), "{} is required (or set {} in the config)", opt->get_name(), b.key);
       }
     }
   }
   return c;
+}
+
+// A key in a section this command reads ([pack] for data pack) that none of its options binds is a typo
+// (--set pack.shardsize=5 packed everything into one shard). --set keys are always checked; a config file's only in
+// sections no other command reads, since one file may serve several commands. `facetex train` checks every key
+// itself (it has settings without flags).
+void Cli::check_config_keys(const std::vector<std::string>& file_keys) const {
+  std::vector<const CLI::App*> chain;
+  std::string command;
+  for (const CLI::App* cmd = &app_; !cmd->get_subcommands().empty();) {
+    cmd = cmd->get_subcommands().front();
+    chain.push_back(cmd);
+    command += (command.empty() ? "" : " ") + cmd->get_name();
+  }
+  if (chain.empty() || command == "train") return;
+  const auto section = [](const std::string& key) { return key.substr(0, key.find('.')); };
+  const auto mine = [&](const CLI::App* cmd) { return std::find(chain.begin(), chain.end(), cmd) != chain.end(); };
+  std::vector<std::string> known;
+  std::set<std::string> my_sections, shared_sections;
+  for (const auto& b : bound_) {
+    if (mine(b.cmd)) {
+      known.push_back(b.key);
+      my_sections.insert(section(b.key));
+    }
+  }
+  for (const auto& b : bound_) {
+    if (!mine(b.cmd) && my_sections.count(section(b.key))) shared_sections.insert(section(b.key));
+  }
+  shared_sections.insert("train");  // training keys live in shared files beside other commands' sections
+  std::vector<std::string> unknown;
+  const auto check = [&](const std::string& key, bool from_set) {
+    const std::string s = section(key);
+    const bool known_key = std::find(known.begin(), known.end(), key) != known.end();
+    if (!known_key && my_sections.count(s) && (from_set || !shared_sections.count(s))) unknown.push_back(key);
+  };
+  for (const std::string& k : file_keys) check(k, false);
+  for (const std::string& s : sets_) {
+    std::string key = s.substr(0, s.find('='));
+    key.erase(key.find_last_not_of(" \t") + 1);
+    key.erase(0, key.find_first_not_of(" \t"));
+    check(key, true);
+  }
+  FACETEX_CHECK_USAGE(unknown.empty(), "{} (--help lists each option's config key)",
+                      unknown_keys_message(unknown, known, "facetex " + command));
 }
 
 namespace {

@@ -44,7 +44,13 @@ class Cli {
   bool log_all_ranks_ = false;
   int metrics_port_ = -1;  // --metrics-port; -1 = FACETEX_METRICS_PORT
   std::map<std::string, std::string> values_;                 // key -> raw text from the flag
-  std::vector<std::pair<CLI::Option*, std::string>> bound_;  // flag -> key
+  struct Bound {
+    CLI::App* cmd;
+    CLI::Option* opt;
+    std::string key;
+  };
+  std::vector<Bound> bound_;  // flag -> key, per (sub)command
+  void check_config_keys(const std::vector<std::string>& file_keys) const;
   std::vector<std::pair<CLI::App*, CLI::Option*>> required_;
   std::function<int(const Config&)> job_;
 };

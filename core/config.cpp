@@ -234,4 +234,47 @@ std::string Config::to_toml() const {
   return ss.str();
 }
 
+std::string nearest_key(const std::string& key, const std::vector<std::string>& known) {
+  const auto lower = [](std::string t) {
+    std::transform(t.begin(), t.end(), t.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    return t;
+  };
+  // Levenshtein distance of the lower-cased keys (short strings: the O(n·m) table is nothing).
+  const auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diagonal = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        const size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diagonal = up;
+      }
+    }
+    return row[b.size()];
+  };
+  std::string best;
+  size_t best_distance = 3;  // farther than two edits is another word, not a typo
+  for (const std::string& k : known) {
+    const size_t d = distance(lower(key), lower(k));
+    if (d < best_distance) {
+      best = k;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+std::string unknown_keys_message(const std::vector<std::string>& unknown, const std::vector<std::string>& known,
+                                 const std::string& who) {
+  std::string list;
+  for (const std::string& k : unknown) {
+    const std::string near = nearest_key(k, known);
+    list += fmt::format("{}{}{}", list.empty() ? "" : ", ", k, near.empty() ? "" : " (did you mean " + near + "?)");
+  }
+  return fmt::format("unknown config key{} {}: {} does not read {}",
+                     unknown.size() == 1 ? "" : "s", list, who, unknown.size() == 1 ? "it" : "them");
+}
+
 }  // namespace facetex

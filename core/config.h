@@ -64,4 +64,12 @@ class Config {
   std::unique_ptr<Impl> impl_;
 };
 
+// The key of `known` that `key` was probably meant to be (same letters in another case, or at most two edits away:
+// train.lr_g -> train.lr_G, pack.shardsize -> pack.shard_size); empty when none is that close.
+std::string nearest_key(const std::string& key, const std::vector<std::string>& known);
+
+// "unknown config key K (did you mean ...?)[, ...]: <who> does not read it (them)", for a usage error.
+std::string unknown_keys_message(const std::vector<std::string>& unknown, const std::vector<std::string>& known,
+                                 const std::string& who);
+
 }  // namespace facetex

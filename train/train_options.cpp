@@ -168,21 +168,8 @@ TrainOptions parse_train_options(const Config& config) {
   // Every key must be one the trainer reads: a typo (train.lr_g for train.lr_G) would otherwise be ignored silently.
   config.has("run.preset");  // chose the base config; not a training setting
   const std::vector<std::string> unknown = config.unread_keys();
-  if (!unknown.empty()) {
-    const std::vector<std::string> asked = config.asked_keys();
-    std::string list;
-    for (const std::string& k : unknown) {
-      const auto lower = [](std::string t) {
-        std::transform(t.begin(), t.end(), t.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-        return t;
-      };
-      const auto near = std::find_if(asked.begin(), asked.end(), [&](const std::string& a) { return lower(a) == lower(k); });
-      list += fmt::format("{}{}{}", list.empty() ? "" : ", ", k, near != asked.end() ? " (did you mean " + *near + "?)" : "");
-    }
-    throw UsageError(fmt::format("unknown config key{} {}: facetex train does not read {} (configs/*.toml and "
-                                 "docs/operations.md list the settings)",
-                                 unknown.size() == 1 ? "" : "s", list, unknown.size() == 1 ? "it" : "them"));
-  }
+  FACETEX_CHECK_USAGE(unknown.empty(), "{}; configs/*.toml and docs/operations.md list the settings",
+                      unknown_keys_message(unknown, config.asked_keys(), "facetex train"));
   return o;
 }
 

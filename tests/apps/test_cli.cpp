@@ -46,6 +46,22 @@ TEST(Cli, UsageErrorsExitWith2AndOneLine) {
               (tmp / "o").string());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("pack.shard_size"), std::string::npos) << r.err;
+  // A key the command does not read is a typo, not a setting to ignore: named, with the key it probably meant.
+  const std::string pack = "data pack --images " + (tmp / "in").string() + " --out " + (tmp / "o").string();
+  r = run_facetex("--set pack.shardsize=5 " + pack);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("unknown config key pack.shardsize (did you mean pack.shard_size?): facetex data pack"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "o" / "dataset.json"));
+  test::write_bytes(tmp / "typo.toml", "[pack]\nshard_sise = 5\n");
+  r = run_facetex("--config " + (tmp / "typo.toml").string() + " " + pack);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("pack.shard_sise (did you mean pack.shard_size?)"), std::string::npos) << r.err;
+  // A file that also configures other commands (a [train] or a shared [data] section) is fine.
+  test::write_bytes(tmp / "shared.toml", "[pack]\nshard_size = 5\n[data]\nshards = \"x\"\n[train]\nlr_G = 0.002\n");
+  r = run_facetex("--config " + (tmp / "shared.toml").string() + " " + pack);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST(Cli, DataErrorsExitWith3NamingTheFile) {

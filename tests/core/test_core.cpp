@@ -117,6 +117,17 @@ TEST(FolderLock, SecondHolderIsRefusedUntilTheFirstEnds) {
   FolderLock again(tmp.path(), "dataset.json", "facetex data pack");
 }
 
+TEST(Config, NearestKeyNamesWhatATypoProbablyMeant) {
+  const std::vector<std::string> known = {"train.lr_G", "train.lr_D", "pack.shard_size", "pack.storage"};
+  EXPECT_EQ(nearest_key("train.lr_g", known), "train.lr_G");
+  EXPECT_EQ(nearest_key("pack.shardsize", known), "pack.shard_size");
+  EXPECT_EQ(nearest_key("pack.storag", known), "pack.storage");
+  EXPECT_EQ(nearest_key("pack.threads", known), "");  // another word, not a typo
+  EXPECT_EQ(unknown_keys_message({"pack.shardsize", "pack.x"}, known, "facetex data pack"),
+            "unknown config keys pack.shardsize (did you mean pack.shard_size?), pack.x: facetex data pack does not "
+            "read them");
+}
+
 TEST(Partition, ParsesAndSplitsEvenlyWithoutGapsOrOverlap) {
   Part p = parse_part("3/16");
   EXPECT_EQ(p.index, 3);
