@@ -76,6 +76,8 @@ int run_inspect(const Config& c) {
   o.dir = c.require_string("inspect.dir");
   o.rows = c.get_int("inspect.rows", 0);
   o.sheet = c.get_string("inspect.sheet", "");
+  FACETEX_CHECK_USAGE(o.sheet.empty() || o.sheet.extension() == ".png", "--sheet {}: the contact sheet is a PNG; name "
+                      "it .png", o.sheet.string());
   o.seed = c.get_int("inspect.seed", -1);
   o.tile = static_cast<int>(c.get_int("inspect.tile", 128));
   if (!o.sheet.empty() && o.rows == 0) o.rows = 64;
@@ -98,6 +100,11 @@ int run_stream(const Config& c) {
   o.world = c.get_int("stream.world", world.size);
   const int64_t epochs = c.get_int("stream.epochs", 1);
   FACETEX_CHECK_USAGE(epochs >= 1, "--epochs must be >= 1");
+  FACETEX_CHECK_USAGE(o.batch >= 1, "--batch must be >= 1, got {}", o.batch);
+  for (const char* key : {"data.threads", "data.prefetch"}) {  // checked before the int conversion above mattered
+    const int64_t v = c.get_int(key, 0);
+    FACETEX_CHECK_USAGE(v >= 0 && v <= 4096, "{} must be 0 .. 4096 (threads: 0 = one per core), got {}", key, v);
+  }
   const int64_t items = o.xflip ? 2 * ds->size() : ds->size();
   o.limit = epochs * items;
   data::StreamingLoader loader(ds, o);

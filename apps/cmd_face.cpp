@@ -141,13 +141,16 @@ nlohmann::json face_json(const aux::DetectedFace& f) {
 }
 
 data::Image read_photo(const fs::path& path) {
-  FACETEX_CHECK_DATA(fs::is_regular_file(path), "{}: no such file", path.string());
+  std::error_code ec;
+  FACETEX_CHECK_DATA(fs::exists(path, ec), "{}: no such file", path.string());
+  FACETEX_CHECK_DATA(fs::is_regular_file(path, ec), "{}: not an image file (a folder?)", path.string());
   return data::decode_image(read_file(path), path.string());
 }
 
 int run_fit(const Config& c) {
   const fs::path image_path = c.require_string("face.image");
   const fs::path out = c.require_string("face.out");
+  FACETEX_CHECK_USAGE(!out.empty(), "--out must name a folder");
   const auto t_start = Clock::now();
   const data::Image photo = read_photo(image_path);  // before the 1 s model load: bad input fails fast
   auto t0 = Clock::now();

@@ -78,6 +78,7 @@ FeatureSets gather(const Config& c) {
                     : train::metrics::make_inception_extractor(inception, device);
   s.comm = metrics_communicator();
   const int64_t max_items = c.get_int("metrics.max_items", 0);
+  FACETEX_CHECK_USAGE(max_items >= 0, "--max-items must be >= 0 (0 = all), got {}", max_items);
   const int batch = static_cast<int>(c.get_int("metrics.batch", 32));
   const train::metrics::ImageSource real(c.require_string("metrics.real")), fake(c.require_string("metrics.fake"));
   const std::string cache = c.get_string("metrics.cache", "");

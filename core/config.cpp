@@ -105,7 +105,9 @@ Config Config::parse(std::string_view text, const std::string& source_name) {
 
 Config Config::load(const std::filesystem::path& file) {
   std::error_code ec;
-  FACETEX_CHECK_USAGE(std::filesystem::is_regular_file(file, ec), "config file {} does not exist", file.string());
+  FACETEX_CHECK_USAGE(std::filesystem::exists(file, ec), "config file {} does not exist", file.string());
+  FACETEX_CHECK_USAGE(std::filesystem::is_regular_file(file, ec), "config file {} is not a file (a folder or a device)",
+                      file.string());
   Config c;
   try {
     c.impl_->root = toml::parse_file(file.string());

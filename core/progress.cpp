@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/env_param.h"
+#include "core/error.h"
 #include "core/log.h"
 
 namespace facetex {
@@ -24,7 +25,10 @@ std::string format_duration(double s) {
 Progress::Progress(std::string label, int64_t total, std::string unit, std::string subsystem)
     : label_(std::move(label)), unit_(std::move(unit)), subsystem_(std::move(subsystem)), total_(total),
       tty_(isatty(STDERR_FILENO) == 1 && env_string("FACETEX_PROGRESS", "auto") != "log"),
-      interval_s_(param_ProgressInterval()), start_(std::chrono::steady_clock::now()) {}
+      interval_s_(param_ProgressInterval()), start_(std::chrono::steady_clock::now()) {
+  FACETEX_CHECK_USAGE(interval_s_ >= 0, "FACETEX_PROGRESS_INTERVAL must be >= 0 seconds (0: a line per update), got {}",
+                      interval_s_);
+}
 
 Progress::~Progress() { finish(); }
 

@@ -229,7 +229,8 @@ void remove_part_manifests(const fs::path& dir) {
 
 Manifest merge_part_manifests(const fs::path& dir) {
   std::error_code ec;
-  FACETEX_CHECK_DATA(fs::is_directory(dir, ec), "{}: no such folder", dir.string());
+  FACETEX_CHECK_DATA(fs::is_directory(dir, ec), "{}: {}", dir.string(),
+                     fs::exists(dir, ec) ? "not a folder" : "no such folder");
   const std::regex pattern(R"(dataset\.part-(\d+)-of-(\d+)\.json)");
   std::map<int64_t, std::pair<fs::path, Manifest>> parts;
   int64_t total_parts = -1;

@@ -70,8 +70,8 @@ double kid(const at::Tensor& real_features, const at::Tensor& gen_features, cons
   FACETEX_CHECK_USAGE(o.num_subsets > 0 && o.max_subset_size > 1, "KID needs subsets > 0 and subset size > 1");
   const double n = static_cast<double>(real.size(1));
   const int64_t m = std::min(std::min(real.size(0), gen.size(0)), o.max_subset_size);
-  FACETEX_CHECK_DATA(m >= 2, "KID needs at least 2 real and 2 generated feature rows (have {} and {})",
-                     real.size(0), gen.size(0));
+  FACETEX_CHECK_DATA(m >= 2, "KID needs at least 2 images per set; the real (--real) set has {}, the generated "
+                     "(--fake) set has {}", real.size(0), gen.size(0));
   std::mt19937_64 rng(o.seed);
   auto choose = [&](int64_t total) {
     // np.random.choice(total, m, replace=False): a partial Fisher-Yates shuffle.
