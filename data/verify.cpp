@@ -16,6 +16,16 @@
 namespace fs = std::filesystem;
 
 namespace facetex::data {
+namespace {
+
+std::string annotation_mismatch(const ShardReader& shard, const std::string& name,
+                                const ShardReader::AnnotationChecksum& sum) {
+  return fmt::format("{}: /{}: the stored values do not match the CRC-32 written with them ({:08x} written, {:08x} "
+                     "read); write this shard again (data annotate / data synth)",
+                     shard.path(), name, sum.recorded, sum.stored);
+}
+
+}  // namespace
 
 VerifyReport verify_dataset(const VerifyOptions& o) {
   VerifyReport report;
@@ -59,12 +69,7 @@ VerifyReport verify_dataset(const VerifyOptions& o) {
           continue;
         }
         ++report.annotations_checked;
-        if (sum->recorded != sum->stored) {
-          report.problems.push_back(fmt::format(
-              "{}: /{}: the stored values do not match the CRC-32 written with them ({:08x} written, {:08x} read); "
-              "write this shard again (data annotate / data synth)",
-              shard->path(), name, sum->recorded, sum->stored));
-        }
+        if (sum->recorded != sum->stored) report.problems.push_back(annotation_mismatch(*shard, name, *sum));
       } catch (const DataError& e) {
         report.problems.push_back(e.what());
       }
@@ -124,6 +129,16 @@ VerifyReport verify_dataset(const VerifyOptions& o) {
     report.problems.push_back(std::move(p));
   }
   return report;
+}
+
+void require_intact_annotations(const Dataset& dataset, const std::vector<std::string>& names) {
+  for (const auto& shard : dataset.shards()) {
+    for (const std::string& name : names) {
+      if (!shard->has_annotation(name)) continue;
+      const std::optional<ShardReader::AnnotationChecksum> sum = shard->annotation_checksum(name);
+      if (sum && sum->recorded != sum->stored) throw DataError(annotation_mismatch(*shard, name, *sum));
+    }
+  }
 }
 
 }  // namespace facetex::data

@@ -10,6 +10,8 @@
 
 namespace facetex::data {
 
+class Dataset;
+
 struct VerifyOptions {
   std::filesystem::path dir;
   bool decode = true;  // also decode encoded rows
@@ -27,5 +29,10 @@ struct VerifyReport {
 };
 
 VerifyReport verify_dataset(const VerifyOptions& options);
+
+// Before a job renders from a dataset's geometry (/coeffs, /crop): every shard's copy of each named annotation that
+// has a checksum must match it (a flipped bit would silently move a face). DataError naming the shard and dataset
+// otherwise. Reads the named datasets whole (about 1 KB per row for /coeffs).
+void require_intact_annotations(const Dataset& dataset, const std::vector<std::string>& names);
 
 }  // namespace facetex::data

@@ -31,6 +31,7 @@
 #include "data/image_codec.h"
 #include "data/manifest.h"
 #include "data/shard_reader.h"
+#include "data/verify.h"
 #include "models/aux/dlib_face_chip.h"
 #include "models/aux/dlib_face_resnet.h"
 #include "models/face3d/geometry.h"
@@ -806,6 +807,7 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
                       "--landmarks annotations reads each input's /coeffs + /crop: --inputs {} is not a packed dataset "
                       "of annotated shards (use --landmarks dlib for photos)",
                       o.inputs.string());
+  if (o.landmarks.needs_annotated_shards) data::require_intact_annotations(*dataset, {"coeffs", "crop"});
   const Range mine = part_range(static_cast<int64_t>(all.size()), o.part);
   std::error_code ec;
   fs::create_directories(o.out, ec);

@@ -30,6 +30,7 @@
 #include "core/work_pool.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "data/verify.h"
 #include "kernels/device_memory.h"
 #include "kernels/image_normalize.h"
 #include "models/stylegan2/discriminator.h"
@@ -334,6 +335,7 @@ void Trainer::setup() {
     FACETEX_CHECK_DATA(shard.annotation_row_size("coeffs") == renderer->layout().total(),
                        "{}: /coeffs has {} values per row, the face model needs {}", shard.path(),
                        shard.annotation_row_size("coeffs"), renderer->layout().total());
+    data::require_intact_annotations(*dataset_, {"coeffs", "crop"});
     renderer_ = renderer;
     has_ground_truth_ = shard.has_annotation("gt_texture");
   }

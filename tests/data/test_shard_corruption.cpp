@@ -208,6 +208,19 @@ TEST(DamagedShard, FlippedAnnotationValueIsNamedByVerify) {
   ASSERT_EQ(v.problems.size(), 1u);
   EXPECT_NE(v.problems[0].find("shard-00000.h5: /coeffs: the stored values do not match the CRC-32"), std::string::npos)
       << v.problems[0];
+  // A job that renders from the geometry (training, reconstruct --landmarks annotations) checks it before starting.
+  {
+    auto ds = Dataset::open(out, OnCorrupt::kFail);
+    try {
+      require_intact_annotations(*ds, {"coeffs", "crop"});
+      ADD_FAILURE() << "expected a DataError";
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("shard-00000.h5: /coeffs: the stored values do not match"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_NO_THROW(require_intact_annotations(*ds, {"valid", "crop"}));  // intact, and absent
+  }
 
   // A shard written before annotations had checksums: a note, not a problem.
   {
