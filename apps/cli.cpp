@@ -111,7 +111,6 @@ void Cli::check_config_keys(const std::vector<std::string>& file_keys) const {
   for (const auto& b : bound_) {
     if (!mine(b.cmd) && my_sections.count(section(b.key))) shared_sections.insert(section(b.key));
   }
-  shared_sections.insert("train");  // training keys live in shared files beside other commands' sections
   std::vector<std::string> unknown;
   const auto check = [&](const std::string& key, bool from_set) {
     const std::string s = section(key);

@@ -101,7 +101,7 @@ int run_stream(const Config& c) {
   const int64_t epochs = c.get_int("stream.epochs", 1);
   FACETEX_CHECK_USAGE(epochs >= 1, "--epochs must be >= 1");
   FACETEX_CHECK_USAGE(o.batch >= 1, "--batch must be >= 1, got {}", o.batch);
-  for (const char* key : {"data.threads", "data.prefetch"}) {  // checked before the int conversion above mattered
+  for (const char* key : {"data.threads", "data.prefetch"}) {  // the int64 values: their int conversion above can wrap
     const int64_t v = c.get_int(key, 0);
     FACETEX_CHECK_USAGE(v >= 0 && v <= 4096, "{} must be 0 .. 4096 (threads: 0 = one per core), got {}", key, v);
   }

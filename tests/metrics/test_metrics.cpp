@@ -6,10 +6,13 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "core/error.h"
+#include "data/image_codec.h"
 #include "train/metrics/features.h"
 #include "train/metrics/fid_kid.h"
+#include "train/metrics/recon_eval.h"
 #include "train/metrics/recon_metrics.h"
 #include "tests/support/fixtures.h"
 
@@ -83,6 +86,37 @@ TEST(ReconMetrics, MatchNumpySkimageReference) {
   EXPECT_NEAR(f.ssim, s.ssim, 1e-6);
   EXPECT_THROW(m::masked_recon_metrics(t, r, at::zeros({11, 13}, at::kDouble)), facetex::DataError);
   EXPECT_THROW(m::masked_recon_metrics(t, r, at::ones({5, 5}, at::kDouble)), facetex::UsageError);
+}
+
+// A bad item stops the job with a message naming its files: an all-zero mask (nothing to compare) and a size
+// mismatch.
+TEST(ReconMetrics, BadItemsNameTheirFiles) {
+  facetex::test::TempDir tmp;
+  for (const char* dir : {"pred", "target", "mask"}) std::filesystem::create_directories(tmp / dir);
+  const auto png = [](int w, int h, uint8_t value) {
+    facetex::data::Image img{h, w, std::vector<uint8_t>(size_t(w) * h * 3, value)};
+    return facetex::data::encode_png(img);
+  };
+  facetex::test::write_bytes(tmp / "pred" / "a.png", png(16, 16, 100));
+  facetex::test::write_bytes(tmp / "target" / "a.png", png(16, 16, 120));
+  facetex::test::write_bytes(tmp / "mask" / "a.png", png(16, 16, 0));
+  const auto error_of = [&] {
+    try {
+      m::evaluate_recon(m::match_recon_folders(tmp / "pred", tmp / "target", tmp / "mask"), m::ReconEvalOptions{},
+                        nullptr);
+    } catch (const facetex::DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("NO ERROR");
+  };
+  std::string err = error_of();
+  EXPECT_NE(err.find((tmp / "pred" / "a.png").string() + " (mask " + (tmp / "mask" / "a.png").string() + "): "),
+            std::string::npos)
+      << err;
+  facetex::test::write_bytes(tmp / "mask" / "a.png", png(8, 8, 255));
+  err = error_of();
+  EXPECT_NE(err.find("differ in size"), std::string::npos) << err;
+  EXPECT_NE(err.find((tmp / "mask" / "a.png").string() + " 8x8"), std::string::npos) << err;
 }
 
 TEST(Fid, SelfIsZeroAndShiftIsClosedForm) {

@@ -118,9 +118,12 @@ ReconEvalReport evaluate_recon(const std::vector<ReconItem>& items, const ReconE
                        "{}: target, reconstruction and mask differ in size ({} {}x{}, {} {}x{}, {} {}x{})", it.name,
                        it.target.string(), target.width, target.height, it.pred.string(), pred.width, pred.height,
                        it.mask.string(), mask.width, mask.height);
-    const ReconScores s = as_data_errors(fmt::format("{} (mask {})", it.pred.string(), it.mask.string()), [&] {
-      return masked_recon_metrics(chw01(target), chw01(pred), chw01(mask).narrow(0, 0, 1));
-    });
+    ReconScores s;
+    try {
+      s = masked_recon_metrics(chw01(target), chw01(pred), chw01(mask).narrow(0, 0, 1));
+    } catch (const DataError& e) {  // e.g. an all-zero mask: name the item's files
+      throw DataError(fmt::format("{} (mask {}): {}", it.pred.string(), it.mask.string(), e.what()));
+    }
     double id = std::numeric_limits<double>::quiet_NaN(), face = 0;
     if (light_cnn) {
       const at::Tensor f = light_cnn->identity_features(at::stack({chw01(target), chw01(pred)}));
