@@ -37,6 +37,12 @@ Cli::Cli() : app_("facetex " FACETEX_VERSION " — unsupervised facial UV-textur
   app_.add_flag("--log-all-ranks", log_all_ranks_, "Log info lines from every rank, not only rank 0");
   app_.add_option("--metrics-port", metrics_port_,
                   "Serve Prometheus metrics on this port + local rank; 0 = off (default: FACETEX_METRICS_PORT)")
+      ->check(CLI::Validator(
+          [](std::string& text) {  // "abc" is named as not a number (CLI::Range alone says "not in range")
+            const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+            return digits ? std::string() : "'" + text + "' is not a port number";
+          },
+          "PORT"))
       ->check(CLI::Range(0, 65535));
 }
 

@@ -80,6 +80,8 @@ int run_inspect(const Config& c) {
                       "it .png", o.sheet.string());
   o.seed = c.get_int("inspect.seed", -1);
   o.tile = static_cast<int>(c.get_int("inspect.tile", 128));
+  FACETEX_CHECK_USAGE(!o.sheet.empty() || (!c.has("inspect.tile") && !c.has("inspect.seed")),
+                      "--tile and --seed shape the contact sheet; give --sheet PATH.png too");
   if (!o.sheet.empty() && o.rows == 0) o.rows = 64;
   std::fputs(data::inspect_dataset(o).c_str(), stdout);
   return 0;

@@ -199,7 +199,7 @@ void add_metrics_commands(Cli& cli) {
                        {"ranks", comm->size()}};
       if (id) j[r.id_label] = r.id_cos;
       for (const auto& s : r.items) {
-        nlohmann::json e{{"name", s.name}, {"ssim", s.ssim}, {"psnr", std::isfinite(s.psnr) ? s.psnr : 1e308},
+        nlohmann::json e{{"name", s.name}, {"ssim", s.ssim}, {"psnr", s.psnr},  // identical images: inf, JSON null
                          {"l1", s.l1}};
         if (id) {
           e[r.id_label] = s.id_cos;

@@ -54,9 +54,19 @@ const toml::node* find(const toml::table& root, const std::string& key) {
   return node;
 }
 
+// What a value of the wrong type is, for messages: its type, and for a string its text (`--set` keeps text that is
+// not TOML as a string, so a 20-digit seed arrives here as a string and is named as an out-of-range integer).
 std::string type_name(const toml::node& n) {
   std::ostringstream ss;
   ss << n.type();
+  if (const auto* text = n.as_string()) {
+    const std::string& v = text->get();
+    const size_t digits_from = (!v.empty() && (v[0] == '-' || v[0] == '+')) ? 1 : 0;
+    const bool integer_text = v.size() > digits_from &&
+                              v.find_first_not_of("0123456789_", digits_from) == std::string::npos;
+    if (integer_text) return fmt::format("'{}', an integer outside the 64-bit range", v);
+    ss << " '" << (v.size() > 60 ? v.substr(0, 57) + "..." : v) << "'";
+  }
   return ss.str();
 }
 

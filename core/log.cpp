@@ -3,6 +3,7 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <set>
@@ -31,6 +32,19 @@ struct State {
 State& state() {
   static State s;
   return s;
+}
+
+// Every subsystem that logs, as NCCL's fixed list of debug subsystems: `--log-level info,nosuch=debug` is refused
+// instead of silently setting nothing, and a logger asked for under a name not listed here is a programming error.
+const std::vector<std::string>& subsystems() {
+  static const std::vector<std::string> names = {"cli",     "cluster",    "core",        "data", "metrics",
+                                                 "models",  "monitoring", "reconstruct", "train"};
+  return names;
+}
+
+bool is_subsystem(const std::string& name) {
+  const auto& names = subsystems();
+  return std::find(names.begin(), names.end(), name) != names.end();
 }
 
 spdlog::level::level_enum parse_level(const std::string& text) {
@@ -82,7 +96,10 @@ void init(const Options& options) {
     if (eq == std::string::npos) {
       s.default_level = parse_level(item);
     } else {
-      s.subsystem_levels[item.substr(0, eq)] = parse_level(item.substr(eq + 1));
+      const std::string name = item.substr(0, eq);
+      FACETEX_CHECK_USAGE(is_subsystem(name), "unknown log subsystem '{}' in '{}' (subsystems: {})", name, spec,
+                          fmt::join(subsystems(), ", "));
+      s.subsystem_levels[name] = parse_level(item.substr(eq + 1));
     }
   }
   ensure_sinks(s);
@@ -113,6 +130,7 @@ void record_in_files(const std::string& subsystem, spdlog::level::level_enum lev
 }
 
 spdlog::logger& get(const std::string& subsystem) {
+  FACETEX_CHECK_RUNTIME(is_subsystem(subsystem), "log subsystem '{}' is not in core/log.cpp's list", subsystem);
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.loggers.find(subsystem);

@@ -17,6 +17,8 @@ namespace facetex::data {
 
 std::string inspect_dataset(const InspectOptions& o) {
   FACETEX_CHECK_USAGE(o.rows >= 0, "--rows must be >= 0, got {}", o.rows);
+  FACETEX_CHECK_USAGE(o.rows == 0 || !o.sheet.empty(), "--rows needs --sheet PATH.png");
+  FACETEX_CHECK_USAGE(o.rows == 0 || (o.tile >= 8 && o.tile <= 1024), "--tile must be 8..1024, got {}", o.tile);
   auto ds = Dataset::open(o.dir, OnCorrupt::kFail);
   const Manifest& m = ds->manifest();
   int64_t bytes = 0;
@@ -38,8 +40,6 @@ std::string inspect_dataset(const InspectOptions& o) {
   out += fmt::format("created by   {}\n", m.created_by);
 
   if (o.rows > 0) {
-    FACETEX_CHECK_USAGE(!o.sheet.empty(), "--rows needs --sheet PATH.png");
-    FACETEX_CHECK_USAGE(o.tile >= 8 && o.tile <= 1024, "--tile must be 8..1024");
     const int64_t n = std::min(o.rows, ds->size());
     std::vector<int64_t> rows(static_cast<size_t>(n));
     if (o.seed < 0) {

@@ -65,6 +65,11 @@ json to_json(const Manifest& m) {
   return j;
 }
 
+bool is_part_manifest_name(const std::string& file_name) {
+  static const std::regex pattern(R"(dataset\.part-\d+-of-\d+\.json)");
+  return std::regex_match(file_name, pattern);
+}
+
 }  // namespace
 
 std::string part_manifest_name(const Part& part) {
@@ -114,6 +119,9 @@ Manifest parse_manifest(const fs::path& file) {
       throw DataError(fmt::format("{}: field 'part': {}", where, e.what()));
     }
   }
+  // A file named as a part manifest is checked as one: without this its first shard "starts at the wrong input".
+  FACETEX_CHECK_DATA(m.part.has_value() || !is_part_manifest_name(file.filename().string()),
+                     "{}: part manifest without a 'part' field", where);
   int64_t sum = 0;
   for (const auto& s : field<json>(j, "shards", where)) {
     const std::string w = fmt::format("{} (shards[{}])", where, m.shards.size());
@@ -217,10 +225,9 @@ void unlist_before_rewrite(const fs::path& dir, const fs::path& own, bool rewrit
 }
 
 void remove_part_manifests(const fs::path& dir) {
-  static const std::regex pattern(R"(dataset\.part-\d+-of-\d+\.json)");
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (!std::regex_match(e.path().filename().string(), pattern)) continue;
+    if (!is_part_manifest_name(e.path().filename().string())) continue;
     log::get("data").info("{}: a part manifest of an earlier split, replaced by {}; removing it",
                           e.path().filename().string(), kManifestName);
     fs::remove(e.path(), ec);
@@ -238,8 +245,7 @@ Manifest merge_part_manifests(const fs::path& dir) {
     std::smatch match;
     const std::string name = entry.path().filename().string();
     if (!std::regex_match(name, match, pattern)) continue;
-    Manifest m = read_manifest(entry.path());
-    FACETEX_CHECK_DATA(m.part.has_value(), "{}: part manifest without a 'part' field", entry.path().string());
+    Manifest m = read_manifest(entry.path());  // names a missing 'part' field (the file name says it is a part)
     FACETEX_CHECK_DATA(m.part->index == std::stoll(match[1]) && m.part->count == std::stoll(match[2]),
                        "{}: file name says part {}/{} but the manifest says {}", entry.path().string(), match[1].str(),
                        match[2].str(), m.part->str());

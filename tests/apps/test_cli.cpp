@@ -36,6 +36,14 @@ TEST(Cli, UsageErrorsExitWith2AndOneLine) {
     EXPECT_EQ(r.exit_code, 2) << args << ": " << r.err;
     EXPECT_EQ(lines(r.err), 1) << args << ": " << r.err;
   }
+  // Global options: a port that is not a number, a subsystem that does not exist.
+  for (const auto& [args, expected] :
+       {std::pair<std::string, std::string>{"--metrics-port abc version", "'abc' is not a port number"},
+        {"--log-level info,nosuchsys=debug version", "unknown log subsystem 'nosuchsys'"}}) {
+    auto r = run_facetex(args);
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.err;
+    EXPECT_NE(r.err.find(expected), std::string::npos) << args << ": " << r.err;
+  }
   TempDir tmp;
   test::write_images(tmp / "in", 2, 16, 16);
   auto r = run_facetex("data pack --images " + (tmp / "in").string() + " --out " + (tmp / "o").string() +
@@ -92,6 +100,10 @@ TEST(Cli, PackVerifyInspectStreamAndConfigPrecedence) {
   r = run_facetex("data inspect " + out + " --sheet " + (tmp / "sheet.png").string() + " --rows 7 --tile 24");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(fs::exists(tmp / "sheet.png"));
+  // Options of the sheet without a sheet are a mistake to name, not to ignore.
+  r = run_facetex("data inspect " + out + " --tile 24");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("give --sheet PATH.png too"), std::string::npos) << r.err;
   r = run_facetex("data verify " + out);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   r = run_facetex("data stream " + out + " --batch 2 --epochs 2 --threads 2");

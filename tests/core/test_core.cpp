@@ -21,6 +21,7 @@
 #include "core/fatal_signal.h"
 #include "core/folder_lock.h"
 #include "core/h5.h"
+#include "core/log.h"
 #include "core/npy.h"
 #include "core/partition.h"
 #include "core/work_pool.h"
@@ -65,6 +66,19 @@ TEST(Config, WrongTypesAndSyntaxErrorsAreUsageErrorsNamingTheKeyOrLine) {
     FAIL() << "expected UsageError";
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("bad.toml:"), std::string::npos) << e.what();
+  }
+  // A value the wrong type is quoted; integer text past 64 bits (kept as a string by --set) is named as such.
+  c.set("run.seed=18446744073709551615");
+  c.set("run.name=abc");
+  for (const auto& [key, expected] : {std::pair<std::string, std::string>{"run.seed", "'18446744073709551615', an integer "
+                                                                                      "outside the 64-bit range"},
+                                      {"run.name", "string 'abc'"}}) {
+    try {
+      c.get_int(key);
+      ADD_FAILURE() << key;
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
   }
   EXPECT_THROW(c.set("novalue"), UsageError);
   EXPECT_THROW(c.set("data=3"), UsageError);  // data is a table
@@ -126,6 +140,21 @@ TEST(Config, NearestKeyNamesWhatATypoProbablyMeant) {
   EXPECT_EQ(unknown_keys_message({"pack.shardsize", "pack.x"}, known, "facetex data pack"),
             "unknown config keys pack.shardsize (did you mean pack.shard_size?), pack.x: facetex data pack does not "
             "read them");
+}
+
+TEST(Log, LevelsNameOnlyKnownSubsystems) {
+  log::init(log::Options{0, false, "warn,data=debug,train=trace"});
+  EXPECT_TRUE(log::get("data").should_log(spdlog::level::debug));
+  EXPECT_FALSE(log::get("cli").should_log(spdlog::level::info));
+  try {
+    log::init(log::Options{0, false, "info,nosuchsys=debug"});
+    ADD_FAILURE() << "an unknown subsystem was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown log subsystem 'nosuchsys'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("reconstruct"), std::string::npos) << e.what();  // the list is given
+  }
+  EXPECT_THROW(log::get("nosuchsys"), RuntimeError);
+  log::init(log::Options{});
 }
 
 TEST(Partition, ParsesAndSplitsEvenlyWithoutGapsOrOverlap) {

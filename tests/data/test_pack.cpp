@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 #include "data/dataset.h"
 #include "data/image_codec.h"
@@ -171,6 +173,18 @@ TEST(Pack, PartsWrittenIndependentlyMergeIntoTheSameDatasetAsOneRun) {
       p.part = Part{i, 3};
       pack_images(p);
     }
+  }
+
+  // A part manifest whose 'part' field was lost is named as such (not by its input range).
+  {
+    const fs::path f = tmp / "parts" / part_manifest_name(Part{2, 3});
+    auto j = nlohmann::json::parse(test::read_bytes(f));
+    j.erase("part");
+    const std::string kept = test::read_bytes(f);
+    test::write_bytes(f, j.dump());
+    err = error_of([&] { merge_part_manifests(tmp / "parts"); });
+    EXPECT_NE(err.find(f.string() + ": part manifest without a 'part' field"), std::string::npos) << err;
+    test::write_bytes(f, kept);
   }
 
   // A missing part is named.

@@ -123,6 +123,7 @@ TEST(Fid, SelfIsZeroAndShiftIsClosedForm) {
   at::Generator gen = at::detail::createCPUGenerator(3);
   const at::Tensor a = at::randn({500, 16}, gen, at::kDouble) * at::linspace(0.5, 2.0, 16, at::kDouble);
   EXPECT_NEAR(m::fid(a, a), 0.0, 1e-9);
+  EXPECT_GE(m::fid(a, a), 0.0);  // a squared distance: rounding never makes it negative ("-0.000000")
   // A shifted copy has the same covariance: FID = |shift|^2 exactly.
   const at::Tensor shift = at::linspace(-1.0, 1.0, 16, at::kDouble);
   EXPECT_NEAR(m::fid(a, a + shift), shift.pow(2).sum().item<double>(), 1e-8);

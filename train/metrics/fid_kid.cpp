@@ -2,10 +2,10 @@
 
 #include <ATen/ATen.h>
 
-#include <utility>
-
+#include <algorithm>
 #include <numeric>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -47,7 +47,8 @@ double frechet_distance(const at::Tensor& mu1_in, const at::Tensor& cov1_in, con
   const at::Tensor r = sqrt_psd(c2);
   const at::Tensor a = at::matmul(at::matmul(r, c1), r);
   const double tr_sqrt = at::linalg_eigvalsh(0.5 * (a + a.t())).clamp_min(0).sqrt().sum().item<double>();
-  return m + (c1.trace() + c2.trace()).item<double>() - 2.0 * tr_sqrt;
+  // A squared distance: below 0 only by rounding (identical sets give about -1e-13, printed "-0.000000").
+  return std::max(0.0, m + (c1.trace() + c2.trace()).item<double>() - 2.0 * tr_sqrt);
 }
 
 double fid(const at::Tensor& real_features, const at::Tensor& gen_features) {
