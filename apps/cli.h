@@ -58,6 +58,8 @@ class Cli {
 // The folder scripts/fetch_assets.sh fills (dlib's predictor, face-api, the canonical mesh): config `key` (an
 // --assets flag) when set, else $FACETEX_ASSETS, else <source>/assets — the same for every command.
 std::string assets_root(const Config& c, const std::string& key);
+// dlib's 68-point predictor inside that folder.
+inline constexpr const char* kShapePredictorInAssets = "dlib/shape_predictor_68_face_landmarks.dat";
 
 // Subcommand groups (one file each).
 void add_data_commands(Cli& cli);

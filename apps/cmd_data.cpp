@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "apps/cli.h"
+#include "apps/face_front_end.h"
 #include "cluster/world.h"
 #include "core/crc32.h"
 #include "core/error.h"
@@ -157,18 +158,10 @@ int run_annotate(const Config& c) {
   const std::string assets = assets_root(c, "annotate.assets");
   std::string model_spec = c.get_string("annotate.model", "auto");
   if (model_spec == "auto") model_spec = train::auto_model_spec(o.shards);
-  auto model = train::load_model_choice(model_spec,
-                                        static_cast<uint64_t>(c.get_int("annotate.model_seed", 0)),
-                                        static_cast<int>(c.get_int("annotate.model_grid", 40)), assets);
-  o.model = std::move(model.model);
-  o.model_name = model.name;
-  models::aux::DetectorOptions d;
-  d.upsample = static_cast<int>(c.get_int("annotate.upsample", 1));
-  o.landmarks = train::landmark_provider_choice(
-      c.get_string("annotate.landmarks", "dlib"), o.model,
-      c.get_string("annotate.predictor",
-                   (std::filesystem::path(assets) / "dlib/shape_predictor_68_face_landmarks.dat").string()),
-      d);
+  FaceFrontEnd front_end = face_front_end(c, "annotate", model_spec, assets);
+  o.model = std::move(front_end.model.model);
+  o.model_name = front_end.model.name;
+  o.landmarks = std::move(front_end.landmarks);
   const auto r = train::annotate_shards(o);
   std::printf("annotate: %lld rows in %zu shards (%lld written, %lld kept from an earlier run), %lld faces, %lld "
               "no face, %lld rows skipped; mean landmark residual %.3f px (%.4f of the inter-ocular distance); "

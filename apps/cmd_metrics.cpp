@@ -22,7 +22,6 @@ namespace {
 
 // Defaults inside the assets folder (--assets, $FACETEX_ASSETS or <source>/assets), wherever the job runs from.
 constexpr const char* kFaceApiManifest = "face-api/model/face_recognition_model-weights_manifest.json";
-constexpr const char* kShapePredictor = "dlib/shape_predictor_68_face_landmarks.dat";
 constexpr const char* kAssetsHelp = "Assets folder for the default --face-api / --landmarks";
 
 std::string face_api_manifest(const Config& c) {
@@ -164,7 +163,7 @@ void add_metrics_commands(Cli& cli) {
   cli.option(recon, "--lightcnn", "metrics.lightcnn", "LightCNN-29v2 weights converted by `facetex convert "
              "torch-state-dict --key state_dict --prefix-strip module.` (identity column id_cos_lightcnn, as the paper)");
   cli.option(recon, "--landmarks", "metrics.landmarks", "dlib 68-point shape predictor for the identity chips "
-             "('none': whole images resized)", std::string("ASSETS/") + kShapePredictor);
+             "('none': whole images resized)", std::string("ASSETS/") + kShapePredictorInAssets);
   cli.option(recon, "--assets", "metrics.assets", kAssetsHelp, "$FACETEX_ASSETS or <source>/assets");
   cli.option(recon, "--device", "metrics.device", "cpu | cuda (each rank its GPU of the node) | cuda:i", "cpu");
   cli.option(recon, "--out", "metrics.out", "Also write per-item scores and means as JSON to this file (rank 0)");
@@ -182,7 +181,7 @@ void add_metrics_commands(Cli& cli) {
     train::metrics::ReconEvalOptions o;
     const std::string face_api = face_api_manifest(c);
     const std::string landmarks =
-        c.get_string("metrics.landmarks", assets_root(c, "metrics.assets") + "/" + kShapePredictor);
+        c.get_string("metrics.landmarks", assets_root(c, "metrics.assets") + "/" + kShapePredictorInAssets);
     if (face_api != "none") o.face_api_manifest = face_api;
     o.light_cnn = c.get_string("metrics.lightcnn", "");
     if (landmarks != "none") o.shape_predictor = landmarks;

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "apps/cli.h"
+#include "apps/face_front_end.h"
 #include "core/error.h"
 #include "core/partition.h"
 #include "core/version.h"
@@ -40,20 +41,12 @@ int run_reconstruct(const Config& c) {
   FACETEX_CHECK_USAGE(o.device == "cpu" || o.device.rfind("cuda", 0) == 0, "--device must be cpu or cuda[:i]");
   FACETEX_CHECK_USAGE(o.max_pixels > 0, "--max-pixels must be > 0");
   const std::string assets = assets_root(c, "reconstruct.assets");
-  auto model = train::load_model_choice(c.get_string("reconstruct.model", "canonical"),
-                                        static_cast<uint64_t>(c.get_int("reconstruct.model_seed", 0)),
-                                        static_cast<int>(c.get_int("reconstruct.model_grid", 40)), assets);
+  FaceFrontEnd front_end = face_front_end(c, "reconstruct", c.get_string("reconstruct.model", "canonical"), assets);
   o.id_weight = c.get_double("reconstruct.id_weight", 0.0);
   o.face_api = c.get_string("reconstruct.face_api", (std::filesystem::path(assets) / "face-api").string());
-  o.model = std::move(model.model);
-  o.model_name = model.name;
-  models::aux::DetectorOptions d;
-  d.upsample = static_cast<int>(c.get_int("reconstruct.upsample", 1));
-  o.landmarks = train::landmark_provider_choice(
-      c.get_string("reconstruct.landmarks", "dlib"), o.model,
-      c.get_string("reconstruct.predictor",
-                   (std::filesystem::path(assets) / "dlib/shape_predictor_68_face_landmarks.dat").string()),
-      d);
+  o.model = std::move(front_end.model.model);
+  o.model_name = front_end.model.name;
+  o.landmarks = std::move(front_end.landmarks);
   const auto r = train::reconstruct(o);
   std::printf("reconstruct: %lld inputs in part %s: %lld ok, %lld no face, %lld bad input, %lld errors, %lld "
               "finished earlier; LPIPS %s; %.1f s (prepare %.1f s, projection %.1f s, outputs %.1f s)%s -> %s\n",

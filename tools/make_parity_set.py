@@ -869,7 +869,7 @@ def generate(args):
         res, batch = args.resolution, args.batch
         set_name = args.set or f'generated-r{res}-b{batch}-seed{args.seed}-cb{args.channel_base}-cm{args.channel_max}'
     assert res >= 16 and (res & (res - 1)) == 0, '--resolution must be a power of two >= 16'
-    assert batch % 2 == 0, '--batch must be even (path-length batch = batch / 2)'
+    assert batch >= 2, '--batch must be >= 2 (the path-length batch is batch // 2, as the reference computes it)'
     if batch > 4:
         assert batch % 4 == 0, 'minibatch stddev needs batch divisible by 4 (or batch <= 4)'
     cfg = {'resolution': res, 'batch': batch, 'seed': args.seed, 'z_dim': args.z_dim, 'w_dim': args.w_dim,

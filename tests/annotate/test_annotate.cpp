@@ -4,7 +4,6 @@
 // (2) real photos (dlib's examples) through the real detector; (3) bad inputs; (4) resuming; (5) training's dataset
 // background mode reads the output.
 #include <gtest/gtest.h>
-#include <hdf5.h>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -28,6 +27,7 @@
 #include "models/face3d/landmark_fit.h"
 #include "models/face3d/pos_align.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/shard_bytes.h"
 #include "train/annotate.h"
 #include "train/face_renderer.h"
 #include "train/synthetic_world.h"
@@ -142,27 +142,6 @@ double iou(const at::Tensor& a, const at::Tensor& b) {
   return uni > 0 ? inter / uni : 1.0;
 }
 
-// File offset of the stored bytes of a raw row (HDF5's chunk index).
-uint64_t raw_row_offset(const fs::path& file, int64_t row) {
-  facetex::h5::Id f = facetex::h5::open_file(file.string());
-  facetex::h5::Id d = facetex::h5::open_dataset(f, "images");
-  hsize_t offset[4] = {hsize_t(row), 0, 0, 0};
-  unsigned mask;
-  haddr_t addr;
-  hsize_t size;
-  EXPECT_GE(H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, &size), 0);
-  return addr + size / 2;
-}
-
-void flip_byte(const fs::path& file, uint64_t offset) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(static_cast<std::streamoff>(offset));
-  char c;
-  f.read(&c, 1);
-  c = static_cast<char>(c ^ 0x5A);
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.write(&c, 1);
-}
 
 }  // namespace
 
@@ -470,7 +449,7 @@ TEST(AnnotateCli, BadInputsResumeAndTraining) {
   // A corrupt row: fail names the file and row (exit 3); skip leaves it out, listed in the manifest.
   const fs::path bad = tmp / "bad";
   fs::copy(fs::path(w) / "shards", bad, fs::copy_options::recursive);
-  flip_byte(bad / data::shard_file_name(1), raw_row_offset(bad / data::shard_file_name(1), 3));
+  test::flip_byte(bad / data::shard_file_name(1), test::row_file_offset(bad / data::shard_file_name(1), 3));
   r = run_facetex("data annotate --shards " + bad.string() + " --out " + (tmp / "bad-out").string() + common);
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("shard-00001.h5 row 3"), std::string::npos) << r.err;

@@ -18,6 +18,7 @@
 #include "data/shard_writer.h"
 #include "data/verify.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/shard_bytes.h"
 
 namespace fs = std::filesystem;
 using namespace facetex;
@@ -39,39 +40,6 @@ fs::path pack(const test::TempDir& tmp, Storage storage, int deflate = 0) {
   return out;
 }
 
-// File offset of the stored bytes of `row` in shard `file`, found through HDF5's chunk index.
-uint64_t row_file_offset(const fs::path& file, int64_t row) {
-  h5::Id f = h5::open_file(file.string());
-  if (h5::exists(f, "images")) {
-    h5::Id d = h5::open_dataset(f, "images");
-    hsize_t offset[4] = {hsize_t(row), 0, 0, 0};
-    unsigned mask;
-    haddr_t addr;
-    hsize_t size;
-    EXPECT_GE(H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, &size), 0);
-    return addr + size / 2;
-  }
-  auto offsets = h5::read_dataset<uint64_t>(f, "offsets");
-  h5::Id d = h5::open_dataset(f, "encoded");
-  const uint64_t mid = (offsets[row] + offsets[row + 1]) / 2;
-  const hsize_t chunk = 1 << 20;
-  hsize_t offset[1] = {mid / chunk * chunk};
-  unsigned mask;
-  haddr_t addr;
-  hsize_t size;
-  EXPECT_GE(H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, &size), 0);
-  return addr + mid % chunk;
-}
-
-void flip_byte(const fs::path& file, uint64_t offset) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(static_cast<std::streamoff>(offset));
-  char c;
-  f.read(&c, 1);
-  c = static_cast<char>(c ^ 0x5A);
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.write(&c, 1);
-}
 
 std::vector<int64_t> stream_rows(const std::shared_ptr<const Dataset>& ds, OnCorrupt policy, LoaderStats* stats) {
   LoaderOptions o;
@@ -95,7 +63,7 @@ TEST_P(FlippedByte, IsNamedByVerifyAndTheLoaderAndSkippedOnRequest) {
   const auto [storage, deflate] = GetParam();
   const fs::path out = pack(tmp, storage, deflate);
   const fs::path shard = out / "shard-00001.h5";  // rows 3..5 of the dataset; damage its row 1 = img_004.png
-  flip_byte(shard, row_file_offset(shard, 1));
+  test::flip_byte(shard, test::row_file_offset(shard, 1));
 
   VerifyReport v = verify_dataset(VerifyOptions{out, true, 2});
   ASSERT_EQ(v.bad_rows, 1);
@@ -193,16 +161,7 @@ TEST(DamagedShard, FlippedAnnotationValueIsNamedByVerify) {
   EXPECT_TRUE(v.notes.empty()) << v.notes.front();
 
   // One value of row 1's coefficients, changed in the file: the pixels still verify, the annotation does not.
-  {
-    h5::Id f = h5::open_file(shard.string());
-    h5::Id d = h5::open_dataset(f, "coeffs");
-    hsize_t offset[2] = {1, 0};
-    unsigned mask;
-    haddr_t addr;
-    hsize_t size;
-    ASSERT_GE(H5Dget_chunk_info_by_coord(d, offset, &mask, &addr, &size), 0);
-    flip_byte(shard, addr + 17);
-  }
+  test::flip_byte(shard, test::chunk_file_offset(shard, "coeffs", {1, 0}) + 17);
   v = verify_dataset(VerifyOptions{out, true, 2});
   EXPECT_EQ(v.bad_rows, 0);
   ASSERT_EQ(v.problems.size(), 1u);
