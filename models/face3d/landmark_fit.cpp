@@ -69,36 +69,6 @@ Rotations rotations_with_derivatives(const at::Tensor& a) {
 
 }  // namespace
 
-at::Tensor crop_boxes(const PosFit& fit, int64_t height, int64_t width, const CropProtocol& protocol,
-                      const at::Tensor& has_face, at::Tensor* valid_out) {
-  const int64_t b = fit.s.size(0);
-  FACETEX_CHECK_RUNTIME(fit.t.sizes() == at::IntArrayRef({b, 2}), "crop_boxes: the fit must have t [B, 2], s [B]");
-  const at::Tensor t = fit.t.to(at::kCPU, at::kDouble).contiguous();
-  const at::Tensor s = fit.s.to(at::kCPU, at::kDouble).contiguous();
-  const at::Tensor face = has_face.defined() ? has_face.to(at::kCPU, at::kBool).contiguous() : at::ones({b}, at::kBool);
-  auto ta = t.accessor<double, 2>();
-  auto sa = s.accessor<double, 1>();
-  auto fa = face.accessor<bool, 1>();
-  at::Tensor bbox = at::empty({b, 3}, at::kFloat);
-  at::Tensor valid = at::zeros({b}, at::kBool);
-  auto bb = bbox.accessor<float, 2>();
-  auto va = valid.accessor<bool, 1>();
-  for (int64_t i = 0; i < b; ++i) {
-    for (int k = 0; k < 3; ++k) bb[i][k] = kNoFaceBbox[k];
-    if (!fa[i]) continue;
-    const double scale = sa[i];
-    // Exactly resize_n_crop's window (pos_align.h).
-    const std::optional<CropWindow> win = crop_window(scale, ta[i][0], ta[i][1], height, width, protocol);
-    if (!win) continue;
-    va[i] = true;
-    bb[i][0] = static_cast<float>(win->left / win->rescale);
-    bb[i][1] = static_cast<float>(win->up / win->rescale);
-    bb[i][2] = static_cast<float>(scale);
-  }
-  if (valid_out) *valid_out = valid;
-  return bbox;
-}
-
 at::Tensor project_keypoints(const MorphableModel& model, const at::Tensor& coeffs, const at::Tensor& crops,
                              const CameraOptions& camera) {
   const CoeffLayout layout = CoeffLayout::for_model(model);

@@ -54,9 +54,4 @@ LandmarkFit fit_landmarks(const MorphableModel& model, const at::Tensor& landmar
 at::Tensor project_keypoints(const MorphableModel& model, const at::Tensor& coeffs, const at::Tensor& crops,
                              const CameraOptions& camera = {});
 
-// The crop boxes resize_n_crop() would return for a POS fit of images of height x width, without resizing any
-// image. Rows with has_face false (undefined: all true) or a degenerate fit get kNoFaceBbox; valid [B] says which.
-at::Tensor crop_boxes(const PosFit& fit, int64_t height, int64_t width, const CropProtocol& protocol,
-                      const at::Tensor& has_face, at::Tensor* valid);
-
 }  // namespace facetex::models::face3d

@@ -89,6 +89,36 @@ std::optional<CropWindow> crop_window(double s, double t0, double t1, int64_t he
   return win;
 }
 
+at::Tensor crop_boxes(const PosFit& fit, int64_t height, int64_t width, const CropProtocol& protocol,
+                      const at::Tensor& has_face, at::Tensor* valid_out) {
+  const int64_t b = fit.s.size(0);
+  FACETEX_CHECK_RUNTIME(fit.t.sizes() == at::IntArrayRef({b, 2}), "crop_boxes: the fit must have t [B, 2], s [B]");
+  const at::Tensor t = fit.t.to(at::kCPU, at::kDouble).contiguous();
+  const at::Tensor s = fit.s.to(at::kCPU, at::kDouble).contiguous();
+  const at::Tensor face = has_face.defined() ? has_face.to(at::kCPU, at::kBool).contiguous() : at::ones({b}, at::kBool);
+  auto ta = t.accessor<double, 2>();
+  auto sa = s.accessor<double, 1>();
+  auto fa = face.accessor<bool, 1>();
+  at::Tensor bbox = at::empty({b, 3}, at::kFloat);
+  at::Tensor valid = at::zeros({b}, at::kBool);
+  auto bb = bbox.accessor<float, 2>();
+  auto va = valid.accessor<bool, 1>();
+  for (int64_t i = 0; i < b; ++i) {
+    for (int k = 0; k < 3; ++k) bb[i][k] = kNoFaceBbox[k];
+    if (!fa[i]) continue;
+    const double scale = sa[i];
+    // The window resize_n_crop crops (crop_window, above).
+    const std::optional<CropWindow> win = crop_window(scale, ta[i][0], ta[i][1], height, width, protocol);
+    if (!win) continue;
+    va[i] = true;
+    bb[i][0] = static_cast<float>(win->left / win->rescale);
+    bb[i][1] = static_cast<float>(win->up / win->rescale);
+    bb[i][2] = static_cast<float>(scale);
+  }
+  if (valid_out) *valid_out = valid;
+  return bbox;
+}
+
 AlignedCrop resize_n_crop(const at::Tensor& images, const PosFit& fit, const CropProtocol& protocol,
                           const at::Tensor& has_face) {
   FACETEX_CHECK_RUNTIME(images.dim() == 4 && at::isFloatingType(images.scalar_type()),
@@ -103,31 +133,18 @@ AlignedCrop resize_n_crop(const at::Tensor& images, const PosFit& fit, const Cro
   FACETEX_CHECK_RUNTIME(protocol.crop_size > 0 && protocol.rescale_factor > 0,
                         "resize_n_crop: crop size and rescale factor must be positive");
   const int64_t size = protocol.crop_size;
-  const at::Tensor t = fit.t.to(at::kCPU, at::kDouble).contiguous();
-  const at::Tensor s = fit.s.to(at::kCPU, at::kDouble).contiguous();
-  const at::Tensor face = has_face.defined() ? has_face.to(at::kCPU, at::kBool).contiguous() : at::ones({b}, at::kBool);
-  auto ta = t.accessor<double, 2>();
-  auto sa = s.accessor<double, 1>();
-  auto fa = face.accessor<bool, 1>();
-
   AlignedCrop out;
   out.crop = at::zeros({b, channels, size, size}, images.options());
-  out.bbox = at::empty({b, 3}, at::kFloat);
-  out.valid = at::zeros({b}, at::kBool);
-  auto bbox = out.bbox.accessor<float, 2>();
+  out.bbox = crop_boxes(fit, height, width, protocol, has_face, &out.valid);
+  const at::Tensor t = fit.t.to(at::kCPU, at::kDouble).contiguous();
+  const at::Tensor s = fit.s.to(at::kCPU, at::kDouble).contiguous();
+  auto ta = t.accessor<double, 2>();
+  auto sa = s.accessor<double, 1>();
   auto valid = out.valid.accessor<bool, 1>();
   for (int64_t i = 0; i < b; ++i) {
-    for (int k = 0; k < 3; ++k) bbox[i][k] = kNoFaceBbox[k];
-    if (!fa[i]) continue;
-    const double scale = sa[i];
-    const std::optional<CropWindow> win = crop_window(scale, ta[i][0], ta[i][1], height, width, protocol);
-    if (!win) continue;
-    const double sp = win->rescale;
-    const int64_t w = win->resized_w, h = win->resized_h, left = win->left, up = win->up;
-    valid[i] = true;
-    bbox[i][0] = static_cast<float>(left / sp);
-    bbox[i][1] = static_cast<float>(up / sp);
-    bbox[i][2] = static_cast<float>(scale);
+    if (!valid[i]) continue;
+    const CropWindow win = *crop_window(sa[i], ta[i][0], ta[i][1], height, width, protocol);  // valid: it exists
+    const int64_t w = win.resized_w, h = win.resized_h, left = win.left, up = win.up;
     const int64_t r0 = std::max<int64_t>(up, 0), r1 = std::min<int64_t>(up + size, h);
     const int64_t c0 = std::max<int64_t>(left, 0), c1 = std::min<int64_t>(left + size, w);
     if (r1 <= r0 || c1 <= c0) continue;  // the crop misses the image entirely: all zeros, still a valid geometry

@@ -64,6 +64,11 @@ struct CropWindow {
 std::optional<CropWindow> crop_window(double s, double t0, double t1, int64_t height, int64_t width,
                                       const CropProtocol& protocol = {});
 
+// The crop boxes resize_n_crop() returns for a POS fit of images of height x width (on the CPU), without resizing
+// any image. Rows with has_face false (undefined: all true) or a degenerate fit get kNoFaceBbox; valid [B] says which.
+at::Tensor crop_boxes(const PosFit& fit, int64_t height, int64_t width, const CropProtocol& protocol,
+                      const at::Tensor& has_face, at::Tensor* valid);
+
 // images [B, C, H, W] floating point. Per sample: s' = rescale/s, w = int(W*s'), h = int(H*s'),
 // left = int(w/2 - T/2 + (t0 - W/2)*s'), up = int(h/2 - T/2 + (H/2 - t1)*s') (int() truncates toward zero like
 // Python's), bicubic resize (align_corners=True) of the image to h x w, crop [up, up+T) x [left, left+T) with zero
