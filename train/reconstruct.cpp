@@ -41,6 +41,7 @@
 #include "models/stylegan2/factory.h"
 #include "models/stylegan2/generator.h"
 #include "models/weights/weight_file.h"
+#include "train/metrics/recon_metrics.h"
 #include "monitoring/metrics.h"
 #include "train/face_renderer.h"
 #include "train/job_settings.h"
@@ -97,25 +98,16 @@ at::Tensor noise_regularizer(const at::Tensor& noise_in) {
   return reg;
 }
 
+// max - min of `t` in float64 (the data range of the reference's skimage calls).
+double data_range(const at::Tensor& t) { return (t.max().to(at::kDouble) - t.min().to(at::kDouble)).item<double>(); }
+
 double image_psnr(const at::Tensor& target, const at::Tensor& recon) {
-  const at::Tensor t = target.to(at::kDouble), r = recon.to(at::kDouble);
-  const double range = (r.max() - r.min()).item<double>();
-  const double mse = (t - r).square().mean().item<double>();
-  if (mse <= 0) return std::numeric_limits<double>::infinity();
-  return 10.0 * std::log10(range * range / mse);
+  return train::metrics::psnr(target, recon, data_range(recon));
 }
 
 double image_ssim(const at::Tensor& target, const at::Tensor& recon) {
-  const at::Tensor x = target.to(at::kDouble).unsqueeze(0), y = recon.to(at::kDouble).unsqueeze(0);
-  const double range = (y.max() - y.min()).item<double>();
-  const double c1 = std::pow(0.01 * range, 2), c2 = std::pow(0.03 * range, 2);
-  const double np = 49, cov_norm = np / (np - 1);
-  auto f = [](const at::Tensor& a) { return at::avg_pool2d(a, {7, 7}, {1, 1}); };  // valid = skimage's crop(pad 3)
-  const at::Tensor ux = f(x), uy = f(y);
-  const at::Tensor vx = cov_norm * (f(x * x) - ux * ux), vy = cov_norm * (f(y * y) - uy * uy);
-  const at::Tensor vxy = cov_norm * (f(x * y) - ux * uy);
-  const at::Tensor s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2));
-  return s.mean().item<double>();
+  const double range = data_range(recon);
+  return range > 0 ? train::metrics::ssim(target, recon, range) : std::numeric_limits<double>::quiet_NaN();
 }
 
 std::optional<std::pair<int64_t, int64_t>> image_header_size(const std::string& b) {
@@ -155,7 +147,7 @@ fs::path face_api_manifest(const fs::path& face_api) {
 
 void register_reconstruct_metrics() {
   for (const char* s : {"ok", "no_face", "bad_input", "error"}) {
-    metrics::counter("facetex_reconstruct_items_total", "Inputs finished by facetex reconstruct, by status",
+    facetex::metrics::counter("facetex_reconstruct_items_total", "Inputs finished by facetex reconstruct, by status",
                      {{"status", s}})
         .inc(0);
   }
@@ -173,6 +165,18 @@ struct InputItem {
   const data::ShardReader* shard = nullptr;
   int64_t row = 0;
 };
+
+// What identifies an input's content for a re-run: a photo's size and modification time (as `data pack` digests its
+// inputs), a packed row's stored CRC-32. A finished item whose input has another stamp now is done again.
+std::string input_stamp(const InputItem& it) {
+  if (it.shard != nullptr) return fmt::format("row crc32 {:08x}", it.shard->stored_crc(it.row));
+  std::error_code ec;
+  const auto size = fs::file_size(it.file, ec);
+  if (ec) return "";
+  const auto mtime = fs::last_write_time(it.file, ec);
+  if (ec) return "";
+  return fmt::format("{} bytes, mtime {}", size, mtime.time_since_epoch().count());
+}
 
 std::string sanitize(const std::string& s) {
   std::string out;
@@ -376,7 +380,7 @@ class Reconstructor {
       img.rgb.assign(bytes.begin(), bytes.end());
     } else {
       const auto dims = image_header_size(bytes);
-      if (!dims) return Outcome{"bad_input", "not a PNG or JPEG image"};
+      if (!dims) return Outcome{"bad_input", bytes.empty() ? "empty file" : "not a PNG or JPEG image"};
       if (dims->first * dims->second > o_.max_pixels || dims->first <= 0 || dims->second <= 0) {
         return Outcome{"bad_input", fmt::format("{}x{} pixels exceeds --max-pixels {}", dims->first, dims->second,
                                                 o_.max_pixels)};
@@ -384,7 +388,9 @@ class Reconstructor {
       try {
         img = data::decode_image(bytes, item.source);
       } catch (const DataError& e) {
-        return Outcome{"bad_input", e.what()};
+        // The manifest line names the input already: the message without the decoder's "<input>: " prefix.
+        const std::string message = e.what(), prefix = item.source + ": ";
+        return Outcome{"bad_input", message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message};
       }
     }
     const int h = img.height, w = img.width;
@@ -392,7 +398,10 @@ class Reconstructor {
     std::unique_ptr<LandmarkSource>& source = landmarks_[static_cast<size_t>(worker)];
     if (!source) source = o_.landmarks.make();
     const auto lm = source->landmarks(q);
-    if (!lm) return Outcome{"no_face", "no face detected"};
+    if (!lm) {
+      return Outcome{"no_face", o_.landmarks.needs_annotated_shards ? "annotated without a face (/valid = 0)"
+                                                                     : "no face detected"};
+    }
     at::Tensor lm68 = at::empty({1, 68, 2}, at::kFloat);
     std::memcpy(lm68.data_ptr<float>(), lm->data(), sizeof(float) * 136);
     const at::Tensor face = at::ones({1}, at::kBool);
@@ -725,6 +734,8 @@ std::vector<InputItem> list_inputs(const fs::path& inputs, std::shared_ptr<const
     }
     std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.source < b.source; });
   }
+  FACETEX_CHECK_DATA(!items.empty(), "{}: nothing to reconstruct (no files in the folder, or a dataset without rows)",
+                     inputs.string());
   std::vector<std::string> sources;
   for (const auto& it : items) sources.push_back(it.source);
   const std::vector<std::string> names = output_names(sources);
@@ -836,6 +847,14 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
   std::vector<const InputItem*> pending;
   std::vector<const InputItem*> changed;  // finished with other settings
   int64_t retried = 0;                    // no_face / bad_input under other settings: tried again
+  int64_t input_changed = 0;              // finished, but the input is another file now: done again
+  const auto queue = [&](const InputItem& it) {
+    pending.push_back(&it);
+    // Stale temporary folders of this item (a killed run).
+    for (const auto& e : fs::directory_iterator(o.out, ec)) {
+      if (is_partial_folder_of(e.path().filename().string(), it.name)) fs::remove_all(e.path(), ec);
+    }
+  };
   for (int64_t i = mine.begin; i < mine.end; ++i) {
     const InputItem& it = all[static_cast<size_t>(i)];
     const fs::path result_file = o.out / it.name / "result.json";
@@ -843,6 +862,13 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
     auto found = lines.find(it.source);
     const json* line = found == lines.end() ? nullptr : &found->second;
     const std::string status = line ? line->value("status", "") : "";
+    // An input replaced since its line was written (another photo under the same name): its result is not this
+    // input's. Lines without a stamp (an older facetex) are trusted.
+    if (line && !line->value("input_stamp", "").empty() && line->value("input_stamp", "") != input_stamp(it)) {
+      ++input_changed;
+      queue(it);
+      continue;
+    }
     bool redo = !folder_done;
     if (folder_done) {
       std::string made_with = line && status == "ok" ? line->value("settings_digest", "") : "";
@@ -873,13 +899,7 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
       if (same) ++res.skipped;
       else ++retried;
     }
-    if (redo) {
-      pending.push_back(&it);
-      // Stale temporary folders of this item (a killed run).
-      for (const auto& e : fs::directory_iterator(o.out, ec)) {
-        if (is_partial_folder_of(e.path().filename().string(), it.name)) fs::remove_all(e.path(), ec);
-      }
-    }
+    if (redo) queue(it);
   }
   if (!changed.empty()) {
     json then;
@@ -896,6 +916,10 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
     log.warn("{}; --overwrite: they are reconstructed again", what);
   }
   if (retried > 0) log.info("{} inputs that ended no_face or bad_input under other settings are tried again", retried);
+  if (input_changed > 0) {
+    log.info("{} inputs changed since they were finished (size, modification time or row checksum): done again",
+             input_changed);
+  }
   auto write_manifest = [&]() {
     std::string text;
     for (int64_t i = mine.begin; i < mine.end; ++i) {
@@ -919,8 +943,8 @@ ReconstructResult reconstruct(const ReconstructOptions& o) {
     lines[it.source] = json{{"input", it.source},   {"name", it.name},
                             {"status", status},     {"message", message},
                             {"settings_digest", digest}, {"geometry_digest", geometry},
-                            {"max_pixels", o.max_pixels}};
-    metrics::counter("facetex_reconstruct_items_total", "Inputs finished by facetex reconstruct, by status",
+                            {"max_pixels", o.max_pixels}, {"input_stamp", input_stamp(it)}};
+    facetex::metrics::counter("facetex_reconstruct_items_total", "Inputs finished by facetex reconstruct, by status",
                      {{"status", status}})
         .inc();
     if (status == "ok") ++res.ok;

@@ -192,6 +192,8 @@ TEST(Reconstruct, EndToEndOutputsManifestStatusesAndRerun) {
     EXPECT_EQ(m.at(input)["status"], status) << input << ": " << m.at(input).dump();
   }
   EXPECT_NE(m.at("huge.png")["message"].get<std::string>().find("max-pixels"), std::string::npos);
+  // The line names the input; the message does not repeat it.
+  EXPECT_EQ(m.at("truncated.jpg")["message"], "truncated JPEG (no end-of-image marker)");
   for (const std::string name : {"a_face", "sub_b_face", "gray"}) {
     const fs::path d = out / name;
     for (const char* f : {"proj_tex.png", "proj_composed.png", "proj_composed_crop.png", "target.png",
@@ -268,6 +270,20 @@ TEST(Reconstruct, EndToEndOutputsManifestStatusesAndRerun) {
   r = run_facetex(common_args(in, out, "--batch 2", 7));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("8 finished earlier"), std::string::npos) << r.out;
+  // Another photo under a finished input's name: the result there is not this photo's, so it is done again.
+  fs::copy_file(face("2008_001322.jpg"), in / "a_face.jpg", fs::copy_options::overwrite_existing);
+  r = run_facetex(common_args(in, out, "--batch 2", 7));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("1 ok, 0 no face, 0 bad input, 0 errors, 7 finished earlier"), std::string::npos) << r.out;
+  {
+    const cv::Mat now = cv::imread((in / "a_face.jpg").string()), target = read_png(out / "a_face" / "target.png");
+    EXPECT_EQ(target.size(), now.size());
+  }
+  // An empty folder is a mistake to name, not a job of nothing.
+  fs::create_directories(dir / "empty");
+  r = run_facetex(common_args(dir / "empty", dir / "empty_out"));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("nothing to reconstruct"), std::string::npos) << r.err;
 
   // One photo as --inputs: a job of one, named after the file.
   r = run_facetex(common_args(in / "a_face.jpg", dir / "one"));

@@ -15,11 +15,20 @@ at::Tensor as_chw(const at::Tensor& t, const char* what) {
   return t.to(at::kCPU, at::kDouble);
 }
 
+// Both scores run over bands of rows, converting one band at a time to float64: the full frame of a 24-megapixel
+// photo (reconstruct's result.json) then needs a band's temporaries, not a dozen float64 copies of the frame (13 GB
+// at 6000x4000 before). The same sums in another order.
+constexpr int64_t kBandRows = 256;
+
+at::Tensor band64(const at::Tensor& t, int64_t row, int64_t rows) {
+  return t.narrow(1, row, rows).to(at::kCPU, at::kDouble);
+}
+
 }  // namespace
 
-double ssim(const at::Tensor& a_in, const at::Tensor& b_in, double data_range, const SsimOptions& o) {
-  const at::Tensor a = as_chw(a_in, "ssim image"), b = as_chw(b_in, "ssim image");
-  FACETEX_CHECK_USAGE(a.sizes() == b.sizes(), "ssim images differ in shape");
+double ssim(const at::Tensor& a, const at::Tensor& b, double data_range, const SsimOptions& o) {
+  FACETEX_CHECK_USAGE(a.dim() == 3 && a.sizes() == b.sizes(), "ssim images must be [C, H, W] of one shape, got {} and {}",
+                      a.sizes().vec(), b.sizes().vec());
   FACETEX_CHECK_USAGE(o.win_size % 2 == 1 && a.size(1) >= o.win_size && a.size(2) >= o.win_size,
                       "ssim needs an odd window no larger than the image ({}x{}, window {})", a.size(2), a.size(1),
                       o.win_size);
@@ -29,18 +38,31 @@ double ssim(const at::Tensor& a_in, const at::Tensor& b_in, double data_range, c
   const double cov_norm = o.use_sample_covariance ? np / (np - 1) : 1.0;
   // Valid box filter = skimage's uniform_filter followed by crop(S, (w - 1) / 2).
   auto filt = [&](const at::Tensor& x) { return at::avg_pool2d(x.unsqueeze(0), {w, w}, {1, 1}).squeeze(0); };
-  const at::Tensor ux = filt(a), uy = filt(b);
-  const at::Tensor uxx = filt(a * a), uyy = filt(b * b), uxy = filt(a * b);
-  const at::Tensor vx = cov_norm * (uxx - ux * ux), vy = cov_norm * (uyy - uy * uy), vxy = cov_norm * (uxy - ux * uy);
   const double c1 = std::pow(o.k1 * data_range, 2), c2 = std::pow(o.k2 * data_range, 2);
-  const at::Tensor s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2));
-  return s.mean({1, 2}).mean().item<double>();  // per channel, then over channels
+  const int64_t out_rows = a.size(1) - (w - 1), out_cols = a.size(2) - (w - 1);
+  double sum = 0;
+  for (int64_t row = 0; row < out_rows; row += kBandRows) {
+    const int64_t rows = std::min(kBandRows, out_rows - row) + (w - 1);  // the band and its window overlap
+    const at::Tensor x = band64(a, row, rows), y = band64(b, row, rows);
+    const at::Tensor ux = filt(x), uy = filt(y);
+    const at::Tensor vx = cov_norm * (filt(x * x) - ux * ux), vy = cov_norm * (filt(y * y) - uy * uy);
+    const at::Tensor vxy = cov_norm * (filt(x * y) - ux * uy);
+    sum += (((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))).sum().item<double>();
+  }
+  // The mean per channel, then over channels: channels are the same size, so one mean of the whole map.
+  return sum / static_cast<double>(a.size(0) * out_rows * out_cols);
 }
 
 double psnr(const at::Tensor& truth, const at::Tensor& test, double data_range) {
-  const at::Tensor t = truth.to(at::kCPU, at::kDouble), r = test.to(at::kCPU, at::kDouble);
-  FACETEX_CHECK_USAGE(t.sizes() == r.sizes(), "psnr images differ in shape");
-  const double mse = (t - r).pow(2).mean().item<double>();
+  FACETEX_CHECK_USAGE(truth.dim() == 3 && truth.sizes() == test.sizes(),
+                      "psnr images must be [C, H, W] of one shape, got {} and {}", truth.sizes().vec(),
+                      test.sizes().vec());
+  double squared = 0;
+  for (int64_t row = 0; row < truth.size(1); row += kBandRows) {
+    const int64_t rows = std::min(kBandRows, truth.size(1) - row);
+    squared += (band64(truth, row, rows) - band64(test, row, rows)).square().sum().item<double>();
+  }
+  const double mse = squared / static_cast<double>(truth.numel());
   if (mse == 0) return std::numeric_limits<double>::infinity();
   return 10.0 * std::log10(data_range * data_range / mse);
 }
