@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <tuple>
+#include <vector>
 
 #include "core/error.h"
 #include "data/image_codec.h"
@@ -176,6 +178,31 @@ TEST(Kid, MatchesNumpyReferenceAndIsNearZeroForOneDistribution) {
   EXPECT_LT(std::abs(same), 0.01);
   EXPECT_GT(shifted, 0.1);
   EXPECT_EQ(m::kid(x, y, s), same);  // seeded subsets: reproducible
+}
+
+TEST(Features, ImagesOfEverySizeAreReadIntoTensorsThatOwnThem) {
+  // A 1x1 photo's tensor once pointed into the freed decode buffer (a permuted 1x1 view counts as contiguous).
+  facetex::test::TempDir tmp;
+  for (const auto& [name, w, h] : {std::tuple<const char*, int, int>{"a_1x1.png", 1, 1}, {"b_1x3.png", 1, 3},
+                                   {"c_3x1.png", 3, 1}, {"d_4x2.png", 4, 2}}) {
+    facetex::data::Image im{h, w, {}};
+    for (int i = 0; i < w * h * 3; ++i) im.rgb.push_back(static_cast<uint8_t>(10 + 7 * i));
+    facetex::test::write_bytes(tmp / name, facetex::data::encode_png(im));
+  }
+  const m::ImageSource source(tmp.path());
+  ASSERT_EQ(source.size(), 4);
+  for (int64_t i = 0; i < source.size(); ++i) {
+    const at::Tensor t = source.read(i);
+    std::vector<at::Tensor> garbage;  // reuse freed memory, as the next decode would
+    for (int k = 0; k < 64; ++k) garbage.push_back(at::full({64}, 255, at::kByte));
+    ASSERT_EQ(t.dim(), 3);
+    EXPECT_TRUE(t.storage().resizable()) << source.describe(i) << ": a view of someone else's memory";
+    const int64_t h = t.size(1), w = t.size(2);
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x)
+        for (int64_t c = 0; c < 3; ++c)
+          EXPECT_EQ(t[c][y][x].item<int>(), 10 + 7 * ((y * w + x) * 3 + c)) << source.describe(i);
+  }
 }
 
 TEST(Features, StridedGatherWithoutCommunicatorIsIdentity) {

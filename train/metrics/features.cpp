@@ -151,9 +151,11 @@ at::Tensor ImageSource::read(int64_t index) const {
   }
   const fs::path& p = impl_->files[index];
   const data::Image im = data::decode_image(read_file(p), p.string());
-  return at::from_blob(const_cast<uint8_t*>(im.rgb.data()), {im.height, im.width, 3}, at::kByte)
-      .permute({2, 0, 1})
-      .contiguous();
+  // Copied into a tensor that owns its pixels. (A permuted from_blob view of a 1x1 image is already "contiguous",
+  // so .contiguous() kept pointing into `im`, freed on return: 1x1 images got random features.)
+  at::Tensor out = at::empty({3, im.height, im.width}, at::kByte);
+  data::hwc_to_chw(im.rgb.data(), im.height, im.width, /*xflip=*/false, out.data_ptr<uint8_t>());
+  return out;
 }
 
 at::Tensor allgather_strided_rows(const at::Tensor& local_in, int64_t total, cluster::Communicator* comm) {
