@@ -68,6 +68,8 @@ def exported_families(work):
     world = os.path.join(work, "world")
     os.makedirs(os.path.join(work, "images"))
     os.makedirs(os.path.join(work, "no_photos"))
+    with open(os.path.join(work, "no_photos", "notes.txt"), "w") as f:
+        f.write("not a photo\n")  # one input: an empty folder is refused
     for i in range(4):
         write_png(os.path.join(work, "images", f"{i}.png"), i)
     # One broken input, skipped: facetex_pack_skipped_inputs_total is registered at the first skip.
@@ -82,11 +84,12 @@ def exported_families(work):
                   "--set", "model.mbstd_group=2", "--set", "train.batch=4", "--set", "run.kimg_per_tick=0.008",
                   "--set", "run.snap_ticks=2", "--set", "run.grid_images=4",
                   "--set", f"model.face_model_mat={world}/model.mat", "--set", f"model.face_model_uv={world}/uv.npy"],
-        # reconstruct registers facetex_reconstruct_items_total{status} at start; with no inputs it opens neither the
-        # checkpoint nor the landmark predictor (any existing file passes the option check), so no assets are needed.
+        # reconstruct registers facetex_reconstruct_items_total{status} at start; part 0/2 of one input has nothing
+        # to do, so it opens neither the checkpoint nor the landmark predictor (any existing file passes the option
+        # check): no assets are needed.
         "reconstruct": ["reconstruct", "--checkpoint", os.path.join(work, "run", "checkpoints", "latest.h5"),
                         "--inputs", os.path.join(work, "no_photos"), "--out", os.path.join(work, "recon"),
-                        "--model", "synthetic", "--predictor", os.path.abspath(__file__)],
+                        "--part", "0/2", "--model", "synthetic", "--predictor", os.path.abspath(__file__)],
         "pack": ["data", "pack", "--images", os.path.join(work, "images"), "--out", os.path.join(work, "shards"),
                  "--shard-size", "2", "--on-corrupt", "skip"],
     }
