@@ -94,7 +94,7 @@ int run_stream(const Config& c) {
                                 data::parse_on_corrupt(c.get_string("data.on_corrupt", "fail")));
   data::LoaderOptions o;
   o.batch = c.get_int("data.batch", 32);
-  o.seed = static_cast<uint64_t>(c.get_int("data.seed", 0));
+  o.seed = c.get_uint("data.seed", 0);
   o.threads = static_cast<int>(c.get_int("data.threads", 0));
   o.prefetch = static_cast<int>(c.get_int("data.prefetch", 0));
   o.xflip = c.get_bool("data.xflip", false);
@@ -237,7 +237,7 @@ void add_data_commands(Cli& cli) {
     o.resolution = static_cast<int>(resolution);
     o.texture_resolution = static_cast<int>(texture_resolution);
     o.overwrite = c.get_bool("synth.overwrite", false);
-    o.seed = static_cast<uint64_t>(c.get_int("synth.seed", 0));
+    o.seed = c.get_uint("synth.seed", 0);
     o.shard_size = c.get_int("synth.shard_size", o.shard_size);
     const auto r = train::write_synthetic_world(o);
     std::printf("synth: %lld images %s -> %s/shards\n", static_cast<long long>(r.images),

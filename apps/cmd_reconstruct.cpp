@@ -36,7 +36,7 @@ int run_reconstruct(const Config& c) {
   o.lpips_vgg = c.get_string("reconstruct.lpips_vgg", "");
   o.lpips_batch = static_cast<int>(c.get_int("reconstruct.lpips_batch", o.lpips_batch));
   o.device = c.get_string("reconstruct.device", "cpu");
-  o.seed = static_cast<uint64_t>(c.get_int("reconstruct.seed", 0));
+  o.seed = c.get_uint("reconstruct.seed", 0);
   o.overwrite = c.get_bool("reconstruct.overwrite", false);
   FACETEX_CHECK_USAGE(o.device == "cpu" || o.device.rfind("cuda", 0) == 0, "--device must be cpu or cuda[:i]");
   FACETEX_CHECK_USAGE(o.max_pixels > 0, "--max-pixels must be > 0");

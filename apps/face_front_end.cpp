@@ -10,7 +10,7 @@ FaceFrontEnd face_front_end(const Config& c, const std::string& section, const s
                             const std::string& assets) {
   const auto key = [&](const char* name) { return section + "." + name; };
   FaceFrontEnd f;
-  f.model = train::load_model_choice(model_spec, static_cast<uint64_t>(c.get_int(key("model_seed"), 0)),
+  f.model = train::load_model_choice(model_spec, c.get_uint(key("model_seed"), 0),
                                      static_cast<int>(c.get_int(key("model_grid"), 40)), assets);
   models::aux::DetectorOptions detector;
   detector.upsample = static_cast<int>(c.get_int(key("upsample"), 1));

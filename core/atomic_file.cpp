@@ -68,6 +68,18 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view conte
   file.commit();
 }
 
+int remove_partial_files(const std::filesystem::path& dir, const std::string& final_name) {
+  std::error_code ec;
+  int removed = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const bool partial = final_name.empty() ? name.find(kPartialMarker) != std::string::npos
+                                            : name.rfind(final_name + std::string(kPartialMarker), 0) == 0;
+    if (partial && std::filesystem::remove(e.path(), ec)) ++removed;
+  }
+  return removed;
+}
+
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   FACETEX_CHECK_DATA(in.good(), "{}: cannot open: {}", path.string(), std::strerror(errno));

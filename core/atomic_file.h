@@ -31,6 +31,11 @@ class AtomicFile {
 // Marker of temporary files written by AtomicFile (readers skip names containing it).
 constexpr std::string_view kPartialMarker = ".partial-";
 
+// Removes the temporary files an interrupted write left in `dir`: those of `final_name` ("<final_name>.partial-*"),
+// or, with final_name empty, every name holding the marker. Only for files no other process may be writing now (a
+// task's own outputs, a folder under a FolderLock). Returns how many went.
+int remove_partial_files(const std::filesystem::path& dir, const std::string& final_name = "");
+
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents);
 // Whole file as bytes; DataError naming the file when it cannot be read.
 std::string read_file(const std::filesystem::path& path);

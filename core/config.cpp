@@ -175,6 +175,13 @@ std::optional<int64_t> Config::get_int(const std::string& key) const {
   return v;
 }
 
+uint64_t Config::get_uint(const std::string& key, uint64_t fallback) const {
+  const std::optional<int64_t> v = get_int(key);
+  if (!v) return fallback;
+  FACETEX_CHECK_USAGE(*v >= 0, "config key '{}': expected an integer >= 0, got {}", key, *v);
+  return static_cast<uint64_t>(*v);
+}
+
 std::optional<double> Config::get_double(const std::string& key) const {
   impl_->asked->insert(key);
   const toml::node* n = find(impl_->root, key);

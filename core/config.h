@@ -41,6 +41,8 @@ class Config {
   std::optional<std::string> get_string(const std::string& key) const;
 
   int64_t get_int(const std::string& key, int64_t fallback) const { return get_int(key).value_or(fallback); }
+  // An integer that must be >= 0 (seeds, counts): a negative value is a usage error naming the key, not a wrap.
+  uint64_t get_uint(const std::string& key, uint64_t fallback) const;
   double get_double(const std::string& key, double fallback) const { return get_double(key).value_or(fallback); }
   bool get_bool(const std::string& key, bool fallback) const { return get_bool(key).value_or(fallback); }
   std::string get_string(const std::string& key, const std::string& fallback) const {

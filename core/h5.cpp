@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "core/crc32.h"
 #include "core/error.h"
 
 namespace facetex::h5 {
@@ -238,6 +239,7 @@ void write_dataset(hid_t loc, const std::string& name, const T* data, const std:
   if (n == 0) return;  // an empty dataset has nothing to write (and `data` may be null)
   FACETEX_CHECK_RUNTIME(H5Dwrite(d, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
                         "{}: cannot write dataset /{}: {}", file_name(loc), name, reason());
+  write_attr(d, kCrc32Attr, int64_t{crc32(data, n * sizeof(T))});
 }
 
 template <typename T>
@@ -251,7 +253,54 @@ std::vector<T> read_dataset(hid_t loc, const std::string& name, std::vector<hsiz
     FACETEX_CHECK_DATA(H5Dread(d, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) >= 0,
                        "{}: cannot read dataset /{}: {}", file_name(loc), name, reason());
   }
+  if (has_attr(d, kCrc32Attr)) {
+    Id file_type(H5Dget_type(d));
+    if (H5Tequal(file_type, native_type<T>()) > 0) {  // the bytes the writer's CRC covered
+      FACETEX_CHECK_DATA(static_cast<uint32_t>(read_attr_int(d, kCrc32Attr)) == crc32(out.data(), n * sizeof(T)),
+                         "{}: /{}: the stored values do not match their CRC-32 (the file is damaged)", file_name(loc),
+                         name);
+    }
+  }
   if (dims) *dims = s;
+  return out;
+}
+
+namespace {
+
+// The CRC-32 of a dataset's values in its native memory type (what write_dataset's CRC covers).
+uint32_t stored_values_crc(hid_t d) {
+  Id file_type(H5Dget_type(d));
+  Id memory_type(H5Tget_native_type(file_type, H5T_DIR_ASCEND));
+  Id space(H5Dget_space(d));
+  const hssize_t n = H5Sget_simple_extent_npoints(space);
+  std::vector<unsigned char> bytes(static_cast<size_t>(std::max<hssize_t>(n, 0)) * H5Tget_size(memory_type));
+  if (!bytes.empty()) {
+    FACETEX_CHECK_DATA(H5Dread(d, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) >= 0,
+                       "{}: cannot read a dataset: {}", file_name(d), reason());
+  }
+  return crc32(bytes.data(), bytes.size());
+}
+
+void collect_mismatches(hid_t group, const std::string& path, std::vector<std::string>& out) {
+  for (const std::string& name : child_names(group)) {
+    Id object(H5Oopen(group, name.c_str(), H5P_DEFAULT));
+    FACETEX_CHECK_DATA(object.valid(), "{}: cannot open {}/{}: {}", file_name(group), path, name, reason());
+    const H5I_type_t type = H5Iget_type(object);
+    if (type == H5I_GROUP) {
+      collect_mismatches(object, path + "/" + name, out);
+    } else if (type == H5I_DATASET && has_attr(object, kCrc32Attr)) {
+      if (static_cast<uint32_t>(read_attr_int(object, kCrc32Attr)) != stored_values_crc(object)) {
+        out.push_back(path + "/" + name);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> checksum_mismatches(hid_t loc) {
+  std::vector<std::string> out;
+  collect_mismatches(loc, "", out);
   return out;
 }
 

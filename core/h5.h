@@ -74,7 +74,10 @@ std::string read_attr_string(hid_t obj, const std::string& name);
 int64_t read_attr_int(hid_t obj, const std::string& name);
 double read_attr_double(hid_t obj, const std::string& name);
 
-// Datasets.
+// Datasets. write_dataset stores the values' CRC-32 (native byte order, zlib's polynomial) in an int64 attribute
+// "crc32"; read_dataset checks it when present and the file's type is T's, so a byte flipped on disk in a
+// checkpoint, a weight file or an annotation is a DataError naming the dataset instead of values used silently.
+inline constexpr char kCrc32Attr[] = "crc32";
 struct Layout {
   std::vector<hsize_t> chunk;  // empty: contiguous
   int deflate = 0;             // 0: no compression; 1..9: deflate level (needs chunk)
@@ -87,6 +90,10 @@ std::vector<T> read_dataset(hid_t loc, const std::string& name, std::vector<hsiz
 // Reads a hyperslab [start, start+count) along every dimension into `out` (sized by the caller).
 template <typename T>
 void read_slab(hid_t dataset, const std::vector<hsize_t>& start, const std::vector<hsize_t>& count, T* out);
+
+// Every dataset under `loc` (recursively) whose stored values do not match its crc32 attribute, as
+// "/group/name" paths; datasets without the attribute are not read. Reads everything that has one.
+std::vector<std::string> checksum_mismatches(hid_t loc);
 
 void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values);
 std::vector<std::string> read_strings(hid_t loc, const std::string& name);

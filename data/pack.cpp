@@ -217,15 +217,6 @@ bool listed_in_a_manifest(const fs::path& dir, const std::vector<fs::path>& file
   return false;
 }
 
-// Removes "<shard>.partial-*" leftovers of a crashed earlier attempt at this shard (only this task writes it).
-void remove_partials(const fs::path& dir, const std::string& shard_name) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind(shard_name + std::string(kPartialMarker), 0) == 0) fs::remove(e.path(), ec);
-  }
-}
-
 // An existing shard is reused when it opens cleanly and records the same digest and input range.
 std::optional<ShardSummary> reusable(const fs::path& path, const std::string& digest, int64_t begin) {
   std::error_code ec;
@@ -324,7 +315,7 @@ PackResult pack_images(const PackOptions& o) {
       ++result.shards_reused;
       progress.advance(slot.end - slot.begin);
     } else {
-      remove_partials(o.out, name);
+      remove_partial_files(o.out, name);
       summary = packer.write_shard(slot.index, slot.begin, slot.end, slot.digest, skipped, progress);
       ++result.shards_written;
       result.rows_written += summary.count;
@@ -359,7 +350,7 @@ PackResult pack_images(const PackOptions& o) {
     log.info("{}: past the last of {} shards (an earlier run had more inputs), removing it", file.filename().string(),
              num_slots);
     if (!fs::remove(file, ec) && ec) log.warn("{}: cannot remove it: {}", file.string(), ec.message());
-    remove_partials(o.out, file.filename().string());
+    remove_partial_files(o.out, file.filename().string());
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;

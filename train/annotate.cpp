@@ -152,14 +152,6 @@ std::optional<data::ShardSummary> reusable(const fs::path& path, const std::stri
   }
 }
 
-void remove_partials(const fs::path& dir, const std::string& shard_name) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind(shard_name + std::string(kPartialMarker), 0) == 0) fs::remove(e.path(), ec);
-  }
-}
-
 std::vector<float> floats(const at::Tensor& t) {
   const at::Tensor c = t.to(at::kCPU, at::kFloat).contiguous();
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
@@ -577,7 +569,7 @@ AnnotateResult annotate_shards(const AnnotateOptions& o) {
         progress.advance(entry.count);
         continue;
       }
-      remove_partials(o.out, entry.file);
+      remove_partial_files(o.out, entry.file);
       std::vector<data::SkippedInput> skipped;
       summary = annotator.write_shard(*reader, entry, out_path, digest, skipped, stats, progress);
       result.skipped_rows += static_cast<int64_t>(skipped.size());

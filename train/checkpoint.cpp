@@ -81,6 +81,9 @@ void read_optimizer(hid_t parent, const std::string& name, Adam& opt, const std:
     FACETEX_CHECK_DATA(m.sizes() == s.exp_avg.sizes() && v.sizes() == s.exp_avg_sq.sizes(),
                        "{}: optimiser state for {} has shape {}, the network expects {}", context, s.name,
                        m.sizes().vec(), s.exp_avg.sizes().vec());
+    // A diverged run's state is refused as its weights are (load_network): Adam would carry the NaN into them.
+    FACETEX_CHECK_DATA(at::isfinite(m).all().item<bool>() && at::isfinite(v).all().item<bool>(),
+                       "{}: optimiser state for {} holds NaN/Inf values", context, s.name);
     at::NoGradGuard no_grad;
     s.exp_avg.copy_(m);
     s.exp_avg_sq.copy_(v);
@@ -199,11 +202,18 @@ std::optional<fs::path> find_latest_checkpoint(const fs::path& run_dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return std::nullopt;
   std::vector<fs::path> candidates;
-  if (fs::exists(dir / "latest.h5", ec)) candidates.push_back(fs::canonical(dir / "latest.h5", ec));
+  const fs::path latest = dir / "latest.h5";
+  if (fs::exists(latest, ec)) {
+    candidates.push_back(fs::canonical(latest, ec));
+  } else if (fs::is_symlink(latest, ec)) {
+    log::get("train").warn("{} points to {}, which is gone; using the newest checkpoint file", latest.string(),
+                           fs::read_symlink(latest, ec).string());
+  }
   std::vector<fs::path> all;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind("ckpt-", 0) == 0 && e.path().extension() == ".h5") all.push_back(e.path());
+    // Canonical, as latest.h5's target: the newest file is then listed once.
+    if (name.rfind("ckpt-", 0) == 0 && e.path().extension() == ".h5") all.push_back(fs::canonical(e.path(), ec));
   }
   std::sort(all.rbegin(), all.rend());
   for (const auto& p : all)
@@ -213,15 +223,24 @@ std::optional<fs::path> find_latest_checkpoint(const fs::path& run_dir) {
     std::string why;
     try {
       h5::Id f = h5::open_file(c.string());
-      if (h5::has_attr(f, "format") && h5::read_attr_string(f, "format") == models::kCheckpointFormat) {
+      const bool is_checkpoint =
+          h5::has_attr(f, "format") && h5::read_attr_string(f, "format") == models::kCheckpointFormat;
+      // Every value read back against its CRC-32 (checkpoints of older versions have none): a checkpoint damaged
+      // on disk is passed over like a truncated one, instead of resuming on garbage.
+      const std::vector<std::string> damaged = is_checkpoint ? h5::checksum_mismatches(f) : std::vector<std::string>{};
+      if (!damaged.empty()) {
+        why = fmt::format("damaged: {} dataset(s) do not match their CRC-32, the first {}", damaged.size(),
+                          damaged.front());
+      } else if (is_checkpoint) {
         if (!unreadable.empty()) {
           log::get("train").warn("newer checkpoints are unreadable ({}); using {}", fmt::join(unreadable, "; "),
                                  c.string());
         }
         return c;
+      } else {
+        why = fmt::format("not a facetex checkpoint (format '{}')",
+                          h5::has_attr(f, "format") ? h5::read_attr_string(f, "format") : "none");
       }
-      why = fmt::format("not a facetex checkpoint (format '{}')",
-                        h5::has_attr(f, "format") ? h5::read_attr_string(f, "format") : "none");
     } catch (const Error& e) {
       why = e.what();
     }

@@ -29,7 +29,8 @@ void apply_auto_defaults(Config& c) {
     if (!c.has(key)) c.set_value(key, value);
   };
   set_default("train.batch", std::to_string(batch));
-  set_default("train.batch_gpu", std::to_string(batch / gpus));
+  // As train.py: --batch sets batch_gpu = batch / gpus; mbstd, gamma and ema keep the auto batch's values.
+  set_default("train.batch_gpu", std::to_string(c.get_int("train.batch", batch) / gpus));
   set_default("model.mbstd_group", std::to_string(std::min<int64_t>(batch / gpus, 4)));
   set_default("model.channel_base", std::to_string(res >= 512 ? 32768 : 16384));
   set_default("model.channel_max", "512");
@@ -52,7 +53,7 @@ TrainOptions parse_train_options(const Config& config) {
   TrainOptions o;
   o.run_dir = c.get_string("run.dir", "");
   o.device = c.get_string("run.device", o.device);
-  o.seed = static_cast<uint64_t>(c.get_int("run.seed", 0));
+  o.seed = c.get_uint("run.seed", 0);
   o.total_kimg = c.get_double("run.total_kimg", o.total_kimg);
   o.kimg_per_tick = c.get_double("run.kimg_per_tick", o.kimg_per_tick);
   o.snap_ticks = c.get_int("run.snap_ticks", o.snap_ticks);
@@ -71,6 +72,8 @@ TrainOptions parse_train_options(const Config& config) {
   FACETEX_CHECK_USAGE(std::isfinite(o.total_kimg) && o.total_kimg * 1000 >= 1,
                       "run.total_kimg (--kimg) {} must be finite and at least one image (0.001)", o.total_kimg);
   FACETEX_CHECK_USAGE(std::isfinite(o.kimg_per_tick), "run.kimg_per_tick {} must be finite", o.kimg_per_tick);
+  FACETEX_CHECK_USAGE(o.grid_images >= 1 && o.grid_images <= 4096, "run.grid_images must be 1..4096, got {}",
+                      o.grid_images);
 
   o.mode = c.get_string("model.mode", o.mode);
   o.background = c.get_string("model.background", o.background);
@@ -84,6 +87,8 @@ TrainOptions parse_train_options(const Config& config) {
   o.mtcnn_dir = c.get_string("model.mtcnn_dir", "");
   o.texture_resolution = static_cast<int>(c.get_int("model.texture_resolution", 0));
   FACETEX_CHECK_USAGE(o.mode == "image" || o.mode == "texture", "model.mode must be image or texture, got '{}'", o.mode);
+  FACETEX_CHECK_USAGE(o.texture_resolution >= 0, "model.texture_resolution must be >= 0 (0: the dataset's), got {}",
+                      o.texture_resolution);
   FACETEX_CHECK_USAGE(o.background == "dataset" || o.background == "generated",
                       "model.background must be dataset or generated, got '{}'", o.background);
   // Fresh networks from [model] keys (ignored when model.init_weights supplies init_kwargs).
@@ -98,7 +103,11 @@ TrainOptions parse_train_options(const Config& config) {
   G.synthesis.channel_max = D.channel_max = static_cast<int>(c.get_int("model.channel_max", 512));
   G.synthesis.num_fp16_res = D.num_fp16_res = static_cast<int>(c.get_int("model.num_fp16_res", 0));
   G.synthesis.fp16_channels_last = D.fp16_channels_last = c.get_bool("model.fp16_channels_last", false);
-  if (auto clamp = c.get_double("model.conv_clamp")) G.synthesis.conv_clamp = D.conv_clamp = *clamp;
+  if (auto clamp = c.get_double("model.conv_clamp")) {
+    FACETEX_CHECK_USAGE(std::isfinite(*clamp) && *clamp >= 0, "model.conv_clamp must be finite and >= 0 (leave it "
+                        "unset for no clamping), got {}", *clamp);
+    G.synthesis.conv_clamp = D.conv_clamp = *clamp;
+  }
   D.mbstd_group_size = c.get_int("model.mbstd_group", 4);
   FACETEX_CHECK_USAGE(res >= 8 && (res & (res - 1)) == 0, "model.resolution must be a power of two >= 8, got {}", res);
   // Checked here, before a run folder is made; the networks check again for what a weight file brings.
@@ -156,6 +165,13 @@ TrainOptions parse_train_options(const Config& config) {
   FACETEX_CHECK_USAGE(G.mapping.num_layers >= 1, "model.mapping_layers must be >= 1, got {}", G.mapping.num_layers);
   FACETEX_CHECK_USAGE(!D.mbstd_group_size || *D.mbstd_group_size >= 1, "model.mbstd_group must be >= 1, got {}",
                       D.mbstd_group_size.value_or(0));
+  // Every real-valued setting is finite: an infinite rate or weight trains on non-finite gradients to the end.
+  for (const auto& [key, value] :
+       {std::pair<const char*, double>{"train.lr_G", o.lr_G}, {"train.lr_D", o.lr_D}, {"train.r1_gamma", o.r1_gamma},
+        {"train.pl_weight", o.pl_weight}, {"train.ema_kimg", o.ema_kimg}, {"augment.kimg", o.ada_kimg},
+        {"train.ema_rampup", o.ema_rampup.value_or(0)}}) {
+    FACETEX_CHECK_USAGE(std::isfinite(value), "{} must be finite, got {}", key, value);
+  }
   FACETEX_CHECK_USAGE(o.lr_G > 0 && o.lr_D > 0, "train.lr_G and train.lr_D must be > 0, got {} and {}", o.lr_G, o.lr_D);
   FACETEX_CHECK_USAGE(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
                       "train.beta1 and train.beta2 must be in [0, 1), got {} and {}", o.beta1, o.beta2);

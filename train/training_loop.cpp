@@ -231,6 +231,11 @@ void Trainer::setup() {
     fs::create_directories(run_dir_ / "checkpoints");
     // Two trainers in one run folder would resume from the same checkpoint and overwrite each other's.
     run_lock_ = std::make_unique<FolderLock>(run_dir_, "train", "facetex train");
+    // Temporary files of checkpoint writes a killed run left (each as large as a checkpoint); the lock says no other
+    // trainer writes here now.
+    if (const int stale = remove_partial_files(run_dir_ / "checkpoints"); stale > 0) {
+      log_.info("removed {} temporary file(s) of interrupted checkpoint writes", stale);
+    }
     log::add_file_sink((run_dir_ / "log.txt").string());
   }
   // LibTorch's OpenMP pool can come up with a single thread in containers (omp_get_max_threads() == 1 with 2
@@ -472,21 +477,48 @@ void Trainer::check_resume_settings() {
     log_.warn("{}: cannot read the settings it was written with ({}); not compared", latest->string(), e.what());
     return;
   }
-  // Keys that decide the networks' shapes: a change cannot resume (the checkpoint's weights would not fit).
-  static const std::set<std::string> kNetworkKeys = {
-      "model.mode",           "model.background", "model.resolution",     "model.texture_resolution",
-      "model.z_dim",          "model.w_dim",      "model.mapping_layers", "model.channel_base",
-      "model.channel_max"};
+  // What decides the networks' shapes, by key, as resolved (presets, `auto` and defaults applied): a change cannot
+  // resume (the checkpoint's weights would not fit). Resolved, so that a key unset then and set now to another value
+  // than its default is caught here, not by the first tensor that does not fit.
+  const auto shape_settings = [](const Config& c) {
+    const TrainOptions t = parse_train_options(c);
+    return std::map<std::string, std::string>{
+        {"model.mode", t.mode},
+        {"model.background", t.background},
+        {"model.resolution", std::to_string(t.D.img_resolution)},
+        {"model.texture_resolution", std::to_string(t.texture_resolution)},
+        {"model.z_dim", std::to_string(t.G.z_dim)},
+        {"model.w_dim", std::to_string(t.G.w_dim)},
+        {"model.mapping_layers", std::to_string(t.G.mapping.num_layers)},
+        {"model.channel_base", std::to_string(t.D.channel_base)},
+        {"model.channel_max", std::to_string(t.D.channel_max)}};
+  };
+  std::map<std::string, std::string> shapes_then, shapes_now = shape_settings(config_);
+  try {
+    shapes_then = shape_settings(then);
+  } catch (const std::exception& e) {  // written by another facetex version: compared key by key below
+    log_.warn("{}: its settings do not resolve here ({}); compared key by key", latest->string(), e.what());
+  }
   std::set<std::string> keys;
   for (const Config* c : {&then, &config_})
     for (const std::string& k : c->keys()) keys.insert(k);
+  for (const auto& [k, v] : shapes_now) keys.insert(k);
   std::string network, other;
   for (const std::string& key : keys) {
     if (key == "run.dir") continue;  // the same folder, however it was spelled
     const auto a = then.value_text(key), b = config_.value_text(key);
+    const bool shape_key = shapes_now.count(key) > 0;
+    if (shape_key && !shapes_then.empty() && shapes_then.at(key) != shapes_now.at(key)) {
+      const auto shown = [](const std::optional<std::string>& set, const std::string& resolved) {
+        return set ? *set : resolved + " (unset: the default)";
+      };
+      network += fmt::format("{}{}: {} then, {} now", network.empty() ? "" : "; ", key,
+                             shown(a, shapes_then.at(key)), shown(b, shapes_now.at(key)));
+      continue;
+    }
     if (a == b) continue;
     const std::string change = fmt::format("{}: {} then, {} now", key, a.value_or("(unset)"), b.value_or("(unset)"));
-    std::string& list = kNetworkKeys.count(key) && a && b ? network : other;
+    std::string& list = shape_key && shapes_then.empty() && a && b ? network : other;
     list += (list.empty() ? "" : "; ") + change;
   }
   FACETEX_CHECK_USAGE(network.empty(),

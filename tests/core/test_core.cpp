@@ -26,6 +26,7 @@
 #include "core/partition.h"
 #include "core/work_pool.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/shard_bytes.h"
 
 namespace fs = std::filesystem;
 using namespace facetex;
@@ -155,6 +156,11 @@ TEST(Log, LevelsNameOnlyKnownSubsystems) {
   }
   EXPECT_THROW(log::get("nosuchsys"), RuntimeError);
   log::init(log::Options{});
+  // Every line is in the log files at once (a tail -f sees a running job; a SIGKILL loses nothing logged).
+  test::TempDir dir;
+  log::add_file_sink((dir / "log.txt").string());
+  log::get("train").info("tick 1 written");
+  EXPECT_NE(test::read_bytes(dir / "log.txt").find("train info: tick 1 written"), std::string::npos);
 }
 
 TEST(Partition, ParsesAndSplitsEvenlyWithoutGapsOrOverlap) {
@@ -259,6 +265,36 @@ TEST(Hdf5, AttributesDatasetsAndStringsRoundTrip) {
   EXPECT_THROW(h5::open_dataset(f, "nope"), DataError);
   EXPECT_THROW(h5::read_attr_int(f, "missing"), DataError);
   EXPECT_THROW(h5::read_attr_int(f, "name"), DataError);  // a string is not a number
+}
+
+TEST(Hdf5, AFlippedByteInAChecksummedDatasetIsNamed) {
+  test::TempDir dir;
+  const std::filesystem::path path = dir / "c.h5";
+  {
+    h5::Id f = h5::create_file(path.string());
+    h5::Id g = h5::create_group(f, "g");
+    std::vector<float> w(64);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = 0.5f * float(i);
+    h5::write_dataset(g, "w", w.data(), {8, 8});
+    std::vector<double> x = {1.0, 2.0};
+    h5::write_dataset(f, "x", x.data(), {2});
+  }
+  {
+    h5::Id f = h5::open_file(path.string());
+    EXPECT_TRUE(h5::checksum_mismatches(f).empty());
+    EXPECT_EQ(h5::read_dataset<float>(f, "g/w").at(3), 1.5f);
+  }
+  test::flip_byte(path, test::contiguous_file_offset(path, "g/w") + 13);
+  h5::Id f = h5::open_file(path.string());
+  EXPECT_EQ(h5::checksum_mismatches(f), (std::vector<std::string>{"/g/w"}));
+  try {
+    h5::read_dataset<float>(f, "g/w");
+    ADD_FAILURE() << "damaged values were read";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("/g/w: the stored values do not match their CRC-32"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(h5::read_dataset<double>(f, "x"), (std::vector<double>{1.0, 2.0}));
 }
 
 TEST(Hdf5, OpeningGarbageOrMissingFilesNamesTheFile) {

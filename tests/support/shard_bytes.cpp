@@ -33,6 +33,14 @@ uint64_t chunk_file_offset(const std::filesystem::path& file, const std::string&
   return stored_chunk(file, dataset, coord).first;
 }
 
+uint64_t contiguous_file_offset(const std::filesystem::path& file, const std::string& dataset) {
+  h5::Id f = h5::open_file(file.string());
+  h5::Id d = h5::open_dataset(f, dataset);
+  const haddr_t addr = H5Dget_offset(d);
+  FACETEX_CHECK_RUNTIME(addr != HADDR_UNDEF, "{}: /{} is not stored contiguously", file.string(), dataset);
+  return addr;
+}
+
 uint64_t row_file_offset(const std::filesystem::path& file, int64_t row) {
   std::vector<uint64_t> offsets;
   {

@@ -1,5 +1,5 @@
-// Where a shard's bytes lie in its file, for tests that damage one row or one value on disk (bit rot, a bad
-// sector) and check that verify, the loader and the pre-start checks name it. Found through HDF5's chunk index,
+// Where an HDF5 file's bytes lie (a shard's rows, a checkpoint's tensors), for tests that damage one row or one value
+// on disk (bit rot, a bad sector) and check that verify, the loader, resume and the pre-start checks notice. Found through HDF5's chunk index,
 // so the tests do not depend on the file layout HDF5 chooses.
 #pragma once
 
@@ -13,6 +13,9 @@ namespace facetex::test {
 // File offset of the stored chunk of `dataset` that holds the element at `coord` (the chunk's first byte).
 uint64_t chunk_file_offset(const std::filesystem::path& file, const std::string& dataset,
                            const std::vector<uint64_t>& coord);
+
+// File offset of the first stored byte of a contiguous (unchunked) dataset, e.g. a checkpoint's tensors.
+uint64_t contiguous_file_offset(const std::filesystem::path& file, const std::string& dataset);
 
 // A file offset inside the stored bytes of pixel row `row` (raw /images or encoded /encoded storage).
 uint64_t row_file_offset(const std::filesystem::path& file, int64_t row);

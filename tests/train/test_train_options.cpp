@@ -45,6 +45,11 @@ TEST(TrainOptions, AutoDerivesTheReferenceHyperParameters) {
   EXPECT_DOUBLE_EQ(o.lr_D, 0.0025);
   EXPECT_EQ(o.D.channel_base, 16384);
   EXPECT_DOUBLE_EQ(o.r1_gamma, 1.0);
+  // An explicit batch sets batch_gpu = batch / gpus, as train.py's --batch (not the auto batch's 16).
+  c.set("train.batch=4");
+  o = parse_train_options(c);
+  EXPECT_EQ(o.batch, 4);
+  EXPECT_EQ(o.batch_gpu, 4);
 }
 
 TEST(TrainOptions, BadValuesAreUsageErrorsNamingTheKey) {
@@ -59,6 +64,10 @@ TEST(TrainOptions, BadValuesAreUsageErrorsNamingTheKey) {
                           "augment.target=-1", "augment.interval=0",
                           // a run that cannot end, or ends before its first image
                           "run.total_kimg=inf", "run.total_kimg=1e-9", "run.kimg_per_tick=inf",
+                          // values that crashed or trained on non-finite numbers to the end
+                          "run.grid_images=0", "run.grid_images=-2", "run.seed=-3", "model.conv_clamp=-1",
+                          "model.conv_clamp=nan", "model.texture_resolution=-64", "train.lr_G=inf",
+                          "train.r1_gamma=inf",
                           // keys the trainer does not read: a typo would be ignored silently
                           "train.lr_g=0.1", "nonsense.key=1"}) {
     Config c = Config::load(preset_path("synth64"));

@@ -26,6 +26,7 @@
 #include "core/h5.h"
 #include "models/weights/weight_file.h"
 #include "tests/support/fixtures.h"
+#include "tests/support/shard_bytes.h"
 #include "train/checkpoint.h"
 #include "train/face_renderer.h"
 #include "train/synthetic_world.h"
@@ -252,6 +253,67 @@ TEST(TrainingLoop, UnreadableCheckpointsAreAnErrorNotANewRun) {
   }
   for (const fs::path& p : ckpts) EXPECT_TRUE(fs::exists(p)) << p;
   EXPECT_EQ(test::read_bytes(tmp / "run" / "config.toml"), config_before);
+}
+
+// A byte flipped on disk inside the newest checkpoint's values: resume passes it over for the previous one (as a
+// truncated one) instead of training on garbage; leftovers of interrupted checkpoint writes are removed.
+TEST(TrainingLoop, DamagedCheckpointIsPassedOverAndWriteLeftoversGo) {
+  test::TempDir tmp;
+  const Config c = tiny_config(tmp / "run");
+  ASSERT_EQ(run_training(parse_train_options(c), c, 2).exit_code, 75);
+  const fs::path first = latest(tmp / "run");
+  ASSERT_EQ(run_training(parse_train_options(c), c, 2).exit_code, 75);
+  const fs::path second = latest(tmp / "run");
+  ASSERT_NE(first, second);
+  std::string damaged;
+  {
+    h5::Id f = h5::open_file(second.string());
+    for (const std::string& n : h5::child_names(h5::open_group(f, "train/opt_G"))) {
+      if (n.size() > 11 && n.compare(n.size() - 11, 11, ".exp_avg_sq") == 0) damaged = "train/opt_G/" + n;
+    }
+  }
+  ASSERT_FALSE(damaged.empty());
+  test::flip_byte(second, test::contiguous_file_offset(second, damaged) + 2);
+  try {
+    snapshot(second);
+    ADD_FAILURE() << "a damaged checkpoint loaded";
+  } catch (const facetex::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("do not match their CRC-32"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(latest(tmp / "run"), first);  // passed over
+  const int64_t first_nimg = snapshot(first).state.cur_nimg;
+  const fs::path leftover = tmp / "run" / "checkpoints" / "ckpt-000000000999.h5.partial-host-1-0";
+  test::write_bytes(leftover, "an interrupted write");
+  TrainResult r = run_training(parse_train_options(c), c, 1);
+  EXPECT_TRUE(r.resumed);
+  EXPECT_EQ(r.cur_nimg, first_nimg + 4);
+  EXPECT_FALSE(fs::exists(leftover));
+}
+
+// A network setting unset when the run started and set now to another value than its default changes the shapes:
+// refused by name before anything loads (it used to pass as a changed setting and fail on the first tensor).
+TEST(TrainingLoop, ResumeComparesResolvedNetworkSettings) {
+  test::TempDir tmp;
+  Config c = tiny_config(tmp / "run");
+  ASSERT_EQ(run_training(parse_train_options(c), c, 1).exit_code, 75);
+  Config changed = c;
+  changed.set("model.num_fp16_res=0");  // not a shape: a warning only
+  EXPECT_EQ(run_training(parse_train_options(changed), changed, 1).exit_code, 75);
+  // Written out: the run's own config sets every shape key; drop one and give another value than the default.
+  Config unset = Config::parse(test::read_bytes(tmp / "run" / "config.toml"));
+  ASSERT_TRUE(unset.has("model.mapping_layers"));
+  std::string text = test::read_bytes(tmp / "run" / "config.toml");
+  const size_t at = text.find("mapping_layers = 2");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.erase(at, text.find('\n', at) - at);  // unset now: the default, 8 layers
+  try {
+    const Config now = Config::parse(text);
+    run_training(parse_train_options(now), now, 1);
+    ADD_FAILURE() << "resumed with 8 mapping layers on a 2-layer checkpoint";
+  } catch (const facetex::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.mapping_layers: 2 then, 8 (unset: the default) now"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(TrainingLoop, SigusrOneCheckpointsExitsWith75AndTheNextLaunchResumes) {
