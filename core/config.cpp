@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -17,6 +18,9 @@ struct Config::Impl {
   // Keys a job asked for (get_*, require_*, has): what is left over is a typo or a setting no code reads. Shared by
   // copies, so that a copy handed to a parser records into the original.
   std::shared_ptr<std::set<std::string>> asked = std::make_shared<std::set<std::string>>();
+  // The text a command line gave for a key whose TOML reading is a number or a boolean: read as a string (a path,
+  // a name, a seed list), the key is that text, not the number's spelling (`--out 123`, `--seeds 0x10`).
+  std::map<std::string, std::string> typed_text;
 };
 
 Config::Config() : impl_(std::make_unique<Impl>()) {}
@@ -89,6 +93,26 @@ void merge_into(toml::table& dst, const toml::table& src, const std::string& pre
   }
 }
 
+// Sets `key` (dotted) to `value`, creating tables on the way; a key that names a table, or passes through a value,
+// is a usage error.
+void assign(toml::table& root, const std::string& key, const toml::node& value) {
+  const auto parts = split_key(key);
+  toml::table* t = &root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    toml::node* n = t->get(parts[i]);
+    if (n == nullptr) {
+      t->insert(parts[i], toml::table{});
+      n = t->get(parts[i]);
+    }
+    FACETEX_CHECK_USAGE(n->is_table(), "config key '{}': '{}' is a value, not a table", key, parts[i]);
+    t = n->as_table();
+  }
+  const toml::node* existing = t->get(parts.back());
+  FACETEX_CHECK_USAGE(existing == nullptr || !existing->is_table(), "config key '{}' is a table; set one of its keys",
+                      key);
+  t->insert_or_assign(parts.back(), value);
+}
+
 void collect_keys(const toml::table& t, const std::string& prefix, std::vector<std::string>& out) {
   for (const auto& [k, v] : t) {
     std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
@@ -135,31 +159,30 @@ void Config::set(const std::string& assignment) {
 }
 
 void Config::set_value(const std::string& key, const std::string& value_text) {
-  auto parts = split_key(key);
   toml::table value_holder;
   try {
     value_holder = toml::parse("v = " + value_text);
   } catch (const toml::parse_error&) {
     value_holder = toml::table{};
-    value_holder.insert("v", value_text);  // not TOML: a bare string such as a path
   }
-  toml::table* t = &impl_->root;
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    toml::node* n = t->get(parts[i]);
-    if (n == nullptr) {
-      t->insert(parts[i], toml::table{});
-      n = t->get(parts[i]);
-    }
-    FACETEX_CHECK_USAGE(n->is_table(), "config key '{}': '{}' is a value, not a table", key, parts[i]);
-    t = n->as_table();
+  const toml::node* parsed = value_holder.get("v");
+  impl_->typed_text.erase(key);
+  if (parsed == nullptr || !(parsed->is_string() || parsed->is_integer() || parsed->is_floating_point() ||
+                             parsed->is_boolean())) {
+    // Not TOML, or a TOML kind no setting has (a date, a time, an array, a table): the text itself, e.g. a path
+    // `2024-01-05` or a JSON `{}`.
+    assign(impl_->root, key, toml::value<std::string>(value_text));
+    return;
   }
-  const toml::node* existing = t->get(parts.back());
-  FACETEX_CHECK_USAGE(existing == nullptr || !existing->is_table(), "config key '{}' is a table; set one of its keys",
-                      key);
-  t->insert_or_assign(parts.back(), *value_holder.get("v"));
+  if (!parsed->is_string()) impl_->typed_text[key] = value_text;
+  assign(impl_->root, key, *parsed);
 }
 
-void Config::merge(const Config& other) { merge_into(impl_->root, other.impl_->root); }
+void Config::merge(const Config& other) {
+  merge_into(impl_->root, other.impl_->root);
+  for (const std::string& k : other.keys()) impl_->typed_text.erase(k);  // other's value wins, with its own text
+  for (const auto& [k, text] : other.impl_->typed_text) impl_->typed_text[k] = text;
+}
 
 bool Config::has(const std::string& key) const {
   impl_->asked->insert(key);
@@ -205,6 +228,15 @@ std::optional<std::string> Config::get_string(const std::string& key) const {
   impl_->asked->insert(key);
   const toml::node* n = find(impl_->root, key);
   if (n == nullptr) return std::nullopt;
+  if (!n->is_string()) {
+    if (const auto text = impl_->typed_text.find(key); text != impl_->typed_text.end()) {
+      // Read as a string: it is one from now on (config.toml records "123", not 123).
+      const std::string value = text->second;
+      impl_->typed_text.erase(text);
+      assign(impl_->root, key, toml::value<std::string>(value));
+      return value;
+    }
+  }
   auto v = n->value_exact<std::string>();
   FACETEX_CHECK_USAGE(v.has_value(), "config key '{}': expected a string, got {}", key, type_name(*n));
   return v;

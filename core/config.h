@@ -26,8 +26,9 @@ class Config {
   static Config load(const std::filesystem::path& file);
   static Config parse(std::string_view toml_text, const std::string& source_name = "<config>");
 
-  // "section.key=value": the value is read as a TOML value (64, 0.5, true, "x", [1, 2]); anything that is not
-  // valid TOML is taken as a string, so paths need no quotes. Creates tables on the way.
+  // "section.key=value": the value is read as a TOML number, boolean or string (64, 0.5, true, "x"); anything else
+  // (not TOML, or a date, array or table) is taken as the text itself, so paths need no quotes. A number or boolean
+  // read as a string is the text as typed (`--out 123`, `--seeds 0x10`). Creates tables on the way.
   void set(const std::string& assignment);
   void set_value(const std::string& key, const std::string& value_text);
   // Keys of `other` override ours (tables merge recursively).

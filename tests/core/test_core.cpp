@@ -86,6 +86,32 @@ TEST(Config, WrongTypesAndSyntaxErrorsAreUsageErrorsNamingTheKeyOrLine) {
   EXPECT_THROW(Config::load("/nonexistent/config.toml"), UsageError);
 }
 
+TEST(Config, CommandLineTextReadAsAStringIsTheTextTyped) {
+  // Paths and names that TOML reads as a date, a number, a boolean or a table are what the user typed.
+  Config c;
+  c.set_value("job.out", "2024-01-05");
+  c.set_value("job.name", "123");
+  c.set_value("job.seeds", "0x10");
+  c.set_value("job.kwargs", "{}");
+  c.set_value("job.flag", "true");
+  c.set_value("job.batch", "16");
+  Config merged;
+  merged.merge(c);
+  for (const Config* x : {&c, &merged}) {
+    EXPECT_EQ(x->get_string("job.out"), "2024-01-05");
+    EXPECT_EQ(x->get_string("job.seeds"), "0x10");
+    EXPECT_EQ(x->get_string("job.kwargs"), "{}");
+    EXPECT_EQ(x->get_string("job.flag"), "true");
+    EXPECT_EQ(x->get_int("job.batch"), 16);  // a number where a number is read
+  }
+  EXPECT_EQ(c.get_int("job.name"), 123);
+  EXPECT_EQ(c.get_string("job.name"), "123");
+  // Read as a string, it is recorded as one.
+  EXPECT_NE(c.to_toml().find("name = '123'"), std::string::npos) << c.to_toml();
+  // A config file's TOML keeps its types.
+  EXPECT_THROW(Config::parse("[job]\nout = 2024-01-05\n").get_string("job.out"), UsageError);
+}
+
 TEST(Config, ValueTextOfLeaves) {
   Config c = Config::parse("[a]\nx = 0.032\ny = 64\nz = \"p q\"\nb = true\nl = [1, 2]\n");
   EXPECT_EQ(c.value_text("a.x"), "0.032");  // shortest round trip
