@@ -121,15 +121,15 @@ bool all_exist(const fs::path& dir, const std::string& stem, std::initializer_li
   return true;
 }
 
-// The settings every generate job's outputs depend on (besides its own files and values); not the batch, device
-// or part: outputs depend on the seed alone.
+// The settings every generate job's outputs depend on (besides its own files and values); not the device or part.
+// A seed's bytes depend on --batch only through float rounding (batches are padded to it, see drive).
 nlohmann::json common_settings(const GenerateCommon& c, const char* kind) {
   return nlohmann::json{{"kind", kind}, {"truncation_psi", c.truncation_psi}, {"noise_mode", sg::noise_mode_name(c.noise)}};
 }
 
 // Drives the batches: claims the output folder for `settings` (OUT/generate.json: a folder made with other settings
 // is refused, since its seeds would be skipped as finished), skips finished seeds, calls `run` with up to `batch`
-// pending seeds, reports progress, stops between batches when asked.
+// pending seeds (padded to `batch`; `run` writes the first `real`), reports progress, stops between batches when asked.
 template <typename Done, typename Run>
 GenerateResult drive(const GenerateCommon& c, const char* label, const nlohmann::json& settings, Done done, Run run) {
   FACETEX_CHECK_USAGE(c.batch >= 1, "--batch must be at least 1, got {}", c.batch);
@@ -152,13 +152,17 @@ GenerateResult drive(const GenerateCommon& c, const char* label, const nlohmann:
       r.stopped = true;
       break;
     }
-    const std::vector<uint32_t> chunk(pending.begin() + static_cast<std::ptrdiff_t>(i),
-                                      pending.begin() + static_cast<std::ptrdiff_t>(
-                                                            std::min(pending.size(), i + static_cast<size_t>(c.batch))));
-    run(chunk);
-    r.written += static_cast<int64_t>(chunk.size());
-    written.inc(static_cast<double>(chunk.size()));
-    progress.advance(static_cast<int64_t>(chunk.size()));
+    std::vector<uint32_t> chunk(pending.begin() + static_cast<std::ptrdiff_t>(i),
+                                pending.begin() + static_cast<std::ptrdiff_t>(
+                                                      std::min(pending.size(), i + static_cast<size_t>(c.batch))));
+    // A short batch (the last of a part, the first after a resume) is padded to --batch with its last seed: batched
+    // kernels round alike for one batch size, so a seed's files do not depend on which seeds share its batch.
+    const size_t real = chunk.size();
+    chunk.resize(static_cast<size_t>(c.batch), chunk.back());
+    run(chunk, real);
+    r.written += static_cast<int64_t>(real);
+    written.inc(static_cast<double>(real));
+    progress.advance(static_cast<int64_t>(real));
   }
   progress.finish();
   return r;
@@ -261,7 +265,7 @@ GenerateResult generate_textured(const TexturedOptions& o) {
   const auto done = [&](uint32_t seed) {
     return all_exist(c.out, stem_of(seed), {".obj", ".mtl", ".png", "_front.png"});
   };
-  const auto run = [&](const std::vector<uint32_t>& seeds) {
+  const auto run = [&](const std::vector<uint32_t>& seeds, size_t real) {
     at::NoGradGuard no_grad;
     const int64_t b = static_cast<int64_t>(seeds.size());
     const at::Tensor z = seed_latents(seeds, z_dim, c.device);
@@ -281,7 +285,7 @@ GenerateResult generate_textured(const TexturedOptions& o) {
     const at::Tensor bbox = at::tensor({0.0, 0.0, s}, p.options()).unsqueeze(0).expand({b, 3}).contiguous();
     const at::Tensor white = at::ones({b, 3, res, res}, p.options());
     const at::Tensor rendered = renderer.render_into(tex.clamp(-1, 1), front, bbox, white);
-    for (int64_t i = 0; i < b; ++i) {
+    for (int64_t i = 0; i < static_cast<int64_t>(real); ++i) {
       const std::string stem = stem_of(seeds[static_cast<size_t>(i)]);
       f3::write_textured_obj(c.out, stem, verts[i], uv, tri, tex01[i]);
       data::write_png((c.out / (stem + "_front.png")).string(), to_image(rendered[i]));
@@ -308,7 +312,7 @@ GenerateResult generate_pairs(const PairsOptions& o) {
   const sg::Truncation trunc{c.truncation_psi, std::nullopt};
 
   const auto done = [&](uint32_t seed) { return all_exist(c.out, stem_of(seed), {".png", ".npz"}); };
-  const auto run = [&](const std::vector<uint32_t>& seeds) {
+  const auto run = [&](const std::vector<uint32_t>& seeds, size_t real) {
     at::NoGradGuard no_grad;
     const int64_t b = static_cast<int64_t>(seeds.size());
     const at::Tensor z = seed_latents(seeds, z_dim, c.device);
@@ -332,7 +336,7 @@ GenerateResult generate_pairs(const PairsOptions& o) {
       }
     }
     const at::Tensor img = synthesize(*G, ws, seeds, c.noise);
-    for (int64_t i = 0; i < b; ++i) {
+    for (int64_t i = 0; i < static_cast<int64_t>(real); ++i) {
       const std::string stem = stem_of(seeds[static_cast<size_t>(i)]);
       data::write_png((c.out / (stem + ".png")).string(), to_image(img[i]));
       // Last: marks the pair complete. generate.py's .npz, key ws.
