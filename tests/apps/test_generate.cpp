@@ -10,11 +10,15 @@
 #include <torch/nn/module.h>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <atomic>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -27,6 +31,7 @@
 #include "models/weights/weight_file.h"
 #include "tests/support/fixtures.h"
 #include "train/generate.h"
+#include "train/job_settings.h"
 
 namespace fs = std::filesystem;
 using namespace facetex;
@@ -127,6 +132,28 @@ TEST(GenerateSeeds, NumpyCompatibleNormals) {
   const std::vector<double> z1 = train::numpy_randn(1, 3);
   const double want1[] = {1.6243453636632417, -0.6117564136500754, -0.5281717522634557};
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(z1[i], want1[i], 1e-9) << i;
+}
+
+// Two jobs with other settings starting together into one folder: exactly one claims it, the other is refused (the
+// check and the write were two steps; both could pass, and one job's seeds were then skipped as finished).
+TEST(GenerateSettings, ConcurrentClaimsWithOtherSettingsOneWins) {
+  test::TempDir dir;
+  for (int trial = 0; trial < 20; ++trial) {
+    const fs::path record = dir / fmt::format("generate-{}.json", trial);
+    std::atomic<int> refused{0};
+    std::vector<std::thread> jobs;
+    for (int j = 0; j < 4; ++j) {
+      jobs.emplace_back([&, j] {
+        try {
+          train::claim_output_settings(record, "facetex-generate", nlohmann::json{{"trunc", j}}, "remedy");
+        } catch (const UsageError&) {
+          ++refused;
+        }
+      });
+    }
+    for (auto& t : jobs) t.join();
+    EXPECT_EQ(refused.load(), 3) << "trial " << trial;
+  }
 }
 
 TEST(GenerateTextured, WritesMeshesTexturesAndRendersIndependentOfParts) {
