@@ -236,7 +236,9 @@ PackResult pack_images(const PackOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   auto& log = log::get("data");
   FACETEX_CHECK_USAGE(o.shard_size >= 1, "--shard-size must be >= 1, got {}", o.shard_size);
-  FACETEX_CHECK_USAGE(o.resolution >= 0 && o.resolution <= 16384, "--resolution must be in 1..16384");
+  FACETEX_CHECK_USAGE(o.resolution >= 0 && o.resolution <= 16384,
+                      "--resolution must be in 0..16384 (0: the first image's size), got {}", o.resolution);
+  FACETEX_CHECK_USAGE(o.deflate >= 0 && o.deflate <= 9, "--deflate must be 0..9, got {}", o.deflate);
   FACETEX_CHECK_USAGE(o.jpeg_quality >= 1 && o.jpeg_quality <= 100, "--jpeg-quality must be 1..100");
   FACETEX_CHECK_USAGE(o.deflate == 0 || o.storage == Storage::kRaw, "--deflate applies to raw storage only");
   auto src = open_image_source(o.images);
@@ -245,12 +247,24 @@ PackResult pack_images(const PackOptions& o) {
   int resolution = o.resolution;
   const bool auto_resolution = resolution == 0;
   if (auto_resolution) {
-    Image first = decode_image(src->read(0), src->describe(0));
-    FACETEX_CHECK_DATA(first.height == first.width || o.square == SquarePolicy::kCenterCrop,
-                       "{}: image is {}x{}, not square (pass --square center-crop)", src->describe(0),
-                       first.width, first.height);
-    resolution = std::min(first.height, first.width);
-    log.info("resolution {} (from {})", resolution, src->describe(0));
+    // The first input that decodes; with --on-corrupt skip, unreadable ones before it are skipped (and listed in the
+    // manifest by their shard) rather than ending the job.
+    std::optional<Image> first;
+    int64_t at = 0;
+    for (; at < src->size() && !first; ++at) {
+      try {
+        first = decode_image(src->read(at), src->describe(at));
+      } catch (const DataError&) {
+        if (o.on_corrupt != OnCorrupt::kSkip) throw;
+      }
+    }
+    FACETEX_CHECK_DATA(first.has_value(), "{}: no input decodes, so none gives the resolution (--resolution sets it)",
+                       o.images);
+    const std::string from = src->describe(at - 1);
+    FACETEX_CHECK_DATA(first->height == first->width || o.square == SquarePolicy::kCenterCrop,
+                       "{}: image is {}x{}, not square (pass --square center-crop)", from, first->width, first->height);
+    resolution = std::min(first->height, first->width);
+    log.info("resolution {} (from {})", resolution, from);
   }
 
   std::error_code ec;

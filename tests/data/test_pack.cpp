@@ -311,6 +311,17 @@ TEST(PackBadInput, CorruptTruncatedNonImageNonSquareTinyAndMixedInputsAreNamed) 
             std::string::npos)
       << err;
   EXPECT_FALSE(fs::exists(tmp / "out-all-bad" / "dataset.json"));
+  // --resolution 0 takes the first input that decodes: with skip, a bad first input is skipped, not fatal.
+  test::write_images(in, 2, 32, 32, ".png", 5);
+  auto first_bad = options(in, tmp / "out-first-bad", Storage::kPng, 8, 0);
+  first_bad.on_corrupt = OnCorrupt::kSkip;
+  const auto r = pack_images(first_bad);
+  EXPECT_EQ(r.manifest.resolution, 32);
+  EXPECT_EQ(r.manifest.count, 2);
+  EXPECT_EQ(r.manifest.skipped.size(), 2u);
+  first_bad.on_corrupt = OnCorrupt::kFail;
+  first_bad.out = tmp / "out-first-bad-fail";
+  EXPECT_NE(error_of([&] { pack_images(first_bad); }).find("a.png"), std::string::npos);
 }
 
 TEST(PackBadInput, AFailedRunNeverDamagesFinishedOutput) {
@@ -338,6 +349,10 @@ TEST(PackBadInput, UsageErrorsForImpossibleSettings) {
   EXPECT_THROW(pack_images(o), UsageError);
   o = options(tmp / "in", tmp / "out", Storage::kPng, 0);
   EXPECT_THROW(pack_images(o), UsageError);
+  o = options(tmp / "in", tmp / "out-deflate", Storage::kRaw);
+  o.deflate = 10;
+  EXPECT_THROW(pack_images(o), UsageError);
+  EXPECT_FALSE(fs::exists(tmp / "out-deflate"));  // refused before anything is made
   EXPECT_THROW(parse_storage("tiff"), UsageError);
 }
 
