@@ -113,6 +113,9 @@ void save_checkpoint(const fs::path& path, const CheckpointNetworks& n, Adam& op
     h5::write_attr(t, "training_seconds", s.training_seconds);
     h5::write_attr(t, "augment_p", s.augment_p);
     h5::write_attr(t, "pl_mean", s.pl_mean);
+    if (!s.pl_mean_ranks.empty()) {
+      h5::write_dataset(t, "pl_mean_ranks", s.pl_mean_ranks.data(), {s.pl_mean_ranks.size()});
+    }
     h5::write_attr(t, "loader_epoch", s.loader_cursor.epoch);
     h5::write_attr(t, "loader_position", s.loader_cursor.position);
     h5::write_attr(t, "background_epoch", s.background_cursor.epoch);
@@ -153,6 +156,7 @@ std::pair<CheckpointNetworks, TrainState> load_checkpoint(const fs::path& path, 
   s.training_seconds = h5::read_attr_double(t, "training_seconds");
   s.augment_p = h5::read_attr_double(t, "augment_p");
   s.pl_mean = h5::read_attr_double(t, "pl_mean");
+  if (h5::exists(t, "pl_mean_ranks")) s.pl_mean_ranks = h5::read_dataset<double>(t, "pl_mean_ranks");
   s.loader_cursor = {h5::read_attr_int(t, "loader_epoch"), h5::read_attr_int(t, "loader_position")};
   s.background_cursor = {h5::read_attr_int(t, "background_epoch"), h5::read_attr_int(t, "background_position")};
   s.config_toml = h5::read_attr_string(t, "config");

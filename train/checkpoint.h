@@ -26,7 +26,10 @@ struct TrainState {
   double training_seconds = 0;  // wall time spent training before this checkpoint (for the status line)
   double augment_p = 0;
   std::string ada_state;  // the ADA controller's state (JSON: p, pending statistic, iteration count)
-  double pl_mean = 0;
+  double pl_mean = 0;  // rank 0's running path-length mean
+  // Every rank's pl_mean, [W], for W > 1: each rank keeps its own (as the reference), and a resume on W ranks gives
+  // each its own back (empty in single-rank and older checkpoints).
+  std::vector<double> pl_mean_ranks;
   data::Cursor loader_cursor;
   data::Cursor background_cursor;  // texture mode: the backgrounds' stream
   // uint8 generator states: the global CPU generator of each rank ([L] for one rank, [W, L] for W ranks: per-rank

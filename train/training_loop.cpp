@@ -561,7 +561,9 @@ void Trainer::resume_or_start() {
   training_seconds_ = s.training_seconds;
   if (augment_) augment_->set_p(s.augment_p);
   if (ada_ && !s.ada_state.empty()) ada_->load_state(AdaState::from_json(nlohmann::json::parse(s.ada_state)));
-  loss_->pl_mean.fill_(s.pl_mean);
+  // Each rank's own running mean when the rank count is the checkpoint's; otherwise rank 0's for everyone.
+  const bool own_pl_mean = static_cast<int64_t>(s.pl_mean_ranks.size()) == world_.size;
+  loss_->pl_mean.fill_(own_pl_mean ? s.pl_mean_ranks[static_cast<size_t>(world_.rank)] : s.pl_mean);
   cursor_ = s.loader_cursor;
   background_cursor_ = s.background_cursor;
   stats_.restore(s.stats_names, s.stats_values);
@@ -649,8 +651,10 @@ void Trainer::iteration() {
     const bool g_phase = phases[k] == Phase::kGmain || phases[k] == Phase::kGreg;
     torch::nn::Module& module = g_phase ? static_cast<torch::nn::Module&>(*G_) : *D_;
     Adam& opt = g_phase ? *opt_G_ : *opt_D_;
+    // This rank's latents: global rows rank, rank + W, ... — the rows whose backgrounds and geometry this rank's
+    // loader streams (formats.md, "Which rank reads what"), so each latent meets the same face as with one rank.
     const auto z_chunks =
-        all_z.narrow(0, k * o_.batch + world_.rank * batch_rank_, batch_rank_).split(batch_gpu_);
+        all_z.narrow(0, k * o_.batch, o_.batch).slice(0, world_.rank, o_.batch, world_.size).split(batch_gpu_);
     cluster::GradientReducer* reducer = g_phase ? reducer_G_.get() : reducer_D_.get();
     opt.zero_grad();
     set_requires_grad(module, true);
@@ -767,6 +771,9 @@ void Trainer::checkpoint() {
   if (world_.size > 1) {
     state.cpu_rng_state = comm_->allgather(state.cpu_rng_state);
     if (state.cuda_rng_state.defined()) state.cuda_rng_state = comm_->allgather(state.cuda_rng_state);
+    // And every rank's pl_mean (each rank's own running mean, as the reference keeps it).
+    const at::Tensor all = comm_->allgather(at::tensor({state.pl_mean}, at::kDouble)).to(at::kCPU).contiguous();
+    state.pl_mean_ranks.assign(all.data_ptr<double>(), all.data_ptr<double>() + all.numel());
   }
   if (!root()) {
     comm_->barrier();  // rank 0 is writing; nobody leaves (e.g. exit 75) before the checkpoint is published

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Multi-rank training on real Open MPI (issue 6's "must show"), on a tiny synthetic world, CPU, OMP_NUM_THREADS=1:
-#   1. equivalence: W ranks x per-rank batch B give the same networks as 1 rank x batch W*B after K steps;
+#   1. equivalence: W ranks x per-rank batch B give the same networks as 1 rank x batch W*B after K steps, in image
+#      and in texture mode; a 2-rank run stopped and resumed is bit-identical to a straight one (pl_mean per rank);
 #   2. agreement: ADA p and the collected statistics are identical on every rank (the trainer's own per-tick check);
 #   3. preemption: SIGUSR1 to ONE rank -> all ranks checkpoint and exit 75; resume on 2 ranks, preempt again, resume
 #      on 3 ranks; kimg continues and the data cursor has consumed exactly cur_nimg images (no batch lost or repeated);
@@ -29,10 +30,13 @@ step "synthetic world"
 # A tiny image-mode StyleGAN2 on the world's images. For the equivalence run every source of per-rank randomness
 # is switched off (no augmentation, const noise, no style mixing, no path-length term) and the minibatch-stddev
 # group is 1, because its groups are formed inside each rank's batch.
-config() {  # $1 = file, $2 = batch, $3 = batch_gpu, $4 = total_kimg, $5 = extra TOML for [train], $6 = augment mode
+config() {  # $1 = file, $2 = batch, $3 = batch_gpu, $4 = total_kimg, $5 = extra TOML for [train], $6 = augment mode,
+           # $7 = [model] lines of the mode (default image mode)
+  local mode_lines='mode = "image"'
+  [ -n "${7:-}" ] && mode_lines=$7
   cat >"$1" <<EOF
 [model]
-mode = "image"
+$mode_lines
 resolution = 32
 z_dim = 16
 w_dim = 16
@@ -105,6 +109,45 @@ noise_mode = "const"' noaug
   $PY -c "import sys; sys.exit(0 if $max <= 6*0.002 and $big <= 0.001*$total_n else 1)" \
     || fail "W=$W ranks differ from 1 rank beyond the tolerance: $out"
 done
+
+step "1b. texture mode: 3 ranks x 3 vs 1 rank x 9 (each latent is rendered onto the same dataset face as with 1 rank)"
+texture_mode="mode = \"texture\"
+texture_resolution = 32
+face_model_mat = \"$TMP/world/model.mat\"
+face_model_uv = \"$TMP/world/uv.npy\""
+for ranks in 3 1; do
+  config "$TMP/tex$ranks.toml" 9 $((9 / ranks)) 0.054 'style_mixing = 0.0
+pl_weight = 0.0
+noise_mode = "const"' noaug "$texture_mode"
+  mpi $ranks "$FACETEX" train --config "$TMP/tex$ranks.toml" --run "$TMP/tex$ranks" >"$TMP/tex$ranks.log" 2>&1 \
+    || { tail -30 "$TMP/tex$ranks.log"; fail "texture-mode run on $ranks ranks"; }
+done
+out=$(compare "$TMP/tex3" "$TMP/tex1") || fail "compare: $out"
+echo "texture W=3: $out"
+max=$(awk '{print $2}' <<<"$out"); big=$(awk '{print $4}' <<<"$out"); total_n=$(awk '{print $6}' <<<"$out")
+$PY -c "import sys; sys.exit(0 if $max <= 6*0.002 and $big <= 0.001*$total_n else 1)" \
+  || fail "texture mode: 3 ranks differ from 1 rank beyond the tolerance: $out"
+
+step "1c. 2 ranks resume bit-exactly with the path-length term on (each rank's pl_mean is checkpointed)"
+config "$TMP/plx.toml" 8 4 0.064 'pl_weight = 2.0' noaug
+mpi 2 "$FACETEX" train --config "$TMP/plx.toml" --run "$TMP/pl-straight" >"$TMP/pl-straight.log" 2>&1 \
+  || { tail -30 "$TMP/pl-straight.log"; fail "straight 2-rank run"; }
+for kimg in 0.032 0.064; do
+  mpi 2 "$FACETEX" train --config "$TMP/plx.toml" --run "$TMP/pl-split" --kimg $kimg >"$TMP/pl-split-$kimg.log" 2>&1 \
+    || { tail -30 "$TMP/pl-split-$kimg.log"; fail "split 2-rank run to $kimg"; }
+done
+$PY - "$TMP/pl-straight/checkpoints/latest.h5" "$TMP/pl-split/checkpoints/latest.h5" <<'EOF' \
+  || fail "a 2-rank run stopped and resumed differs from the straight one"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+diff = []
+def visit(name, obj):
+    if isinstance(obj, h5py.Dataset) and not np.array_equal(np.asarray(obj), np.asarray(b[name])):
+        diff.append(name)
+a.visititems(visit)
+assert not diff, f"{len(diff)} datasets differ, e.g. {diff[:3]}"
+print("bit-exact at", a["train"].attrs["cur_nimg"], "images; pl_mean per rank", list(a["train/pl_mean_ranks"][()]))
+EOF
 
 step "2. ADA p and statistics agree on every rank"
 config "$TMP/ada.toml" 8 4 0.048 '' ada
