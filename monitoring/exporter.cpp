@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <filesystem>
 #include <limits>
 #include <mutex>
 #include <thread>
@@ -162,6 +163,13 @@ ExporterOptions options_from_env(const ProcessInfo& p, int port_base) {
   o.push_timeout_s = env_double("FACETEX_PUSH_TIMEOUT", 10);
   FACETEX_CHECK_USAGE(o.push_timeout_s > 0, "FACETEX_PUSH_TIMEOUT must be positive");
   o.metrics_file = env_string("FACETEX_METRICS_FILE", "");
+  if (!o.metrics_file.empty() && p.rank > 0) {
+    // One file per rank: the ranks of a job share the environment, and each would replace the others' file.
+    // metrics.prom -> metrics.rank2.prom (node_exporter's textfile collector reads *.prom).
+    const std::filesystem::path f(o.metrics_file);
+    o.metrics_file = (f.parent_path() / (f.stem().string() + ".rank" + std::to_string(p.rank) + f.extension().string()))
+                         .string();
+  }
   return o;
 }
 

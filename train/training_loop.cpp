@@ -703,7 +703,7 @@ void Trainer::iteration() {
   }
   cur_nimg_ += o_.batch;
   batch_idx_ += 1;
-  metrics_.images.inc(static_cast<double>(o_.batch));
+  metrics_.images.inc(static_cast<double>(batch_rank_));  // this rank's share: the job's sum is the global batch
   if (ada_) {
     // The ADA statistic is summed over ranks, so every rank computes the same p (spec §5.1).
     const auto sum_over_ranks = [this](const std::array<double, 2>& local) {

@@ -221,6 +221,12 @@ TEST(Exporter, OptionsComeFromTheEnvironment) {
   EXPECT_EQ(monitoring::options_from_env(p).push_job, "facetex-data-pack");
   ::setenv("FACETEX_METRICS_PORT", "0", 1);
   EXPECT_FALSE(monitoring::options_from_env(p).serve);
+  // Ranks share the environment: rank 0 writes the file, rank R > 0 its own beside it.
+  ::setenv("FACETEX_METRICS_FILE", "/tmp/m/job.prom", 1);
+  EXPECT_EQ(monitoring::options_from_env(p).metrics_file, "/tmp/m/job.rank5.prom");
+  p.rank = 0;
+  EXPECT_EQ(monitoring::options_from_env(p).metrics_file, "/tmp/m/job.prom");
+  ::unsetenv("FACETEX_METRICS_FILE");
   ::setenv("FACETEX_METRICS_PORT", "ninety", 1);
   EXPECT_THROW(monitoring::options_from_env(p), UsageError);
   for (const char* v : {"FACETEX_METRICS_PORT", "FACETEX_METRICS_BIND", "FACETEX_PUSHGATEWAY", "SLURM_JOB_ID",
