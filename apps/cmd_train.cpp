@@ -24,8 +24,10 @@ void add_train_commands(Cli& cli) {
     config.merge(user);
     const train::TrainOptions options = train::parse_train_options(config);
     const train::TrainResult r = train::run_training(options, config);
-    std::printf("train: %s at kimg %.3f after %lld iterations%s\n", r.exit_code == 0 ? "finished" : "preempted",
-                r.cur_nimg / 1000.0, static_cast<long long>(r.steps_run), r.resumed ? " (resumed)" : "");
+    if (r.rank == 0) {
+      std::printf("train: %s at kimg %.3f after %lld iterations%s\n", r.exit_code == 0 ? "finished" : "preempted",
+                  r.cur_nimg / 1000.0, static_cast<long long>(r.steps_run), r.resumed ? " (resumed)" : "");
+    }
     return r.exit_code;
   });
 }

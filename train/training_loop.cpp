@@ -525,7 +525,7 @@ void Trainer::check_resume_settings() {
                       "{}: this run was started with other network settings ({}) — {}; resuming needs the same "
                       "networks: use another --run, or this run's own settings (--config {})",
                       run_dir_.string(), latest->filename().string(), network, (run_dir_ / "config.toml").string());
-  if (!other.empty()) log_.warn("settings changed since {}: {}", latest->string(), other);
+  if (!other.empty() && root()) log_.warn("settings changed since {}: {}", latest->string(), other);
 }
 
 void Trainer::resume_or_start() {
@@ -999,6 +999,7 @@ TrainResult Trainer::run(int64_t max_steps) {
   start_time_ = tick_start_time_ = Clock::now();
   TrainResult result;
   result.resumed = resumed_;
+  result.rank = world_.rank;
   if (cur_nimg_ >= static_cast<int64_t>(o_.total_kimg * 1000)) {
     // A finished run launched again (e.g. a requeue after the last checkpoint): nothing to do, nothing rewritten.
     log_.info("the run already reached kimg {:.3f} (run.total_kimg {}): nothing to train", cur_nimg_ / 1000.0,

@@ -15,6 +15,7 @@ struct TrainResult {
   int64_t cur_nimg = 0;
   int64_t steps_run = 0;   // iterations executed by this process
   bool resumed = false;
+  int rank = 0;  // this process's rank: the job's summary is rank 0's to print
 };
 
 // Runs (or resumes) the training described by `options` (resolved from `config`, which is saved with the run).
