@@ -1,5 +1,6 @@
 #include "apps/cli.h"
 
+#include <ATen/Context.h>
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
@@ -173,6 +174,23 @@ std::string assets_root(const Config& c, const std::string& key) {
   const std::string given = c.get_string(key, "");
   if (!given.empty()) return given;
   return env_string("FACETEX_ASSETS", std::string(FACETEX_SOURCE_DIR) + "/assets");
+}
+
+std::string device_choice(const Config& c, const std::string& key, bool indexed) {
+  const std::string device = c.get_string(key, "cpu");
+  const std::string choices = indexed ? "cpu, cuda or cuda:i" : "cpu or cuda";
+  const bool is_indexed = device.rfind("cuda:", 0) == 0 && device.size() > 5 &&
+                          device.find_first_not_of("0123456789", 5) == std::string::npos;
+  FACETEX_CHECK_USAGE(device == "cpu" || device == "cuda" || (indexed && is_indexed), "--device must be {}, got '{}'",
+                      choices, device);
+  if (device == "cpu") return device;
+  FACETEX_CHECK_USAGE(at::hasCUDA(), "--device {}: this build or machine has no CUDA", device);
+  if (is_indexed) {
+    const long index = std::stol(device.substr(5));
+    const auto count = static_cast<long>(at::getNumGPUs());
+    FACETEX_CHECK_USAGE(index < count, "--device {}: this machine has {} CUDA device(s)", device, count);
+  }
+  return device;
 }
 
 int Cli::main(int argc, char** argv) {

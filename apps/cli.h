@@ -58,6 +58,9 @@ class Cli {
 // The folder scripts/fetch_assets.sh fills (dlib's predictor, face-api, the canonical mesh): config `key` (an
 // --assets flag) when set, else $FACETEX_ASSETS, else <source>/assets — the same for every command.
 std::string assets_root(const Config& c, const std::string& key);
+// A --device value: "cpu", "cuda" or "cuda:i" (when `indexed`); a CUDA choice needs CUDA and device i to exist.
+// Usage errors name the flag; the text is returned as given.
+std::string device_choice(const Config& c, const std::string& key, bool indexed);
 // dlib's 68-point predictor inside that folder.
 inline constexpr const char* kShapePredictorInAssets = "dlib/shape_predictor_68_face_landmarks.dat";
 

@@ -62,6 +62,7 @@ int run_verify(const Config& c) {
   o.dir = c.require_string("verify.dir");
   o.decode = !c.get_bool("verify.skip_decode", false);
   o.threads = static_cast<int>(c.get_int("verify.threads", 0));
+  FACETEX_CHECK_USAGE(o.threads >= 0, "--threads must be >= 0 (0: all cores), got {}", o.threads);
   auto r = data::verify_dataset(o);
   for (const auto& n : r.notes) std::printf("note: %s\n", n.c_str());
   for (const auto& p : r.problems) std::fprintf(stderr, "bad: %s\n", p.c_str());

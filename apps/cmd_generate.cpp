@@ -59,9 +59,7 @@ train::GenerateCommon read_common(const Config& c, const std::string& prefix, co
   g.noise = models::stylegan2::parse_noise_mode(c.get_string(prefix + ".noise_mode", noise_default));
   g.batch = c.get_int(prefix + ".batch", 4);
   FACETEX_CHECK_USAGE(g.batch >= 1, "--batch must be at least 1, got {}", g.batch);
-  const std::string device = c.get_string(prefix + ".device", "cpu");
-  FACETEX_CHECK_USAGE(device == "cpu" || device == "cuda", "--device must be cpu or cuda, got '{}'", device);
-  FACETEX_CHECK_USAGE(device == "cpu" || at::hasCUDA(), "--device cuda: no CUDA device is available");
+  const std::string device = device_choice(c, prefix + ".device", /*indexed=*/false);
   g.device = c10::Device(device == "cuda" ? c10::kCUDA : c10::kCPU);
   cluster::install_preemption_handlers();
   g.stop = [] { return cluster::preemption_requested(); };

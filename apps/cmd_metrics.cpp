@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "apps/cli.h"
@@ -33,12 +34,18 @@ std::shared_ptr<cluster::Communicator> metrics_communicator() {
 }
 
 // --device: cpu, cuda (this rank's GPU of the node: ranks on a node share its GPUs) or cuda:i.
+// --out: the JSON result file, checked before any work (a folder there failed only at the final rename).
+std::string json_out_path(const Config& c) {
+  const std::string out = c.get_string("metrics.out", "");
+  std::error_code ec;
+  FACETEX_CHECK_USAGE(out.empty() || !std::filesystem::is_directory(out, ec),
+                      "--out {} is a folder; give the JSON file's name", out);
+  return out;
+}
+
 std::string rank_device(const Config& c) {
-  const std::string device = c.get_string("metrics.device", "cpu");
-  FACETEX_CHECK_USAGE(device == "cpu" || device.rfind("cuda", 0) == 0, "--device must be cpu, cuda or cuda:i, got '{}'",
-                      device);
+  const std::string device = device_choice(c, "metrics.device", /*indexed=*/true);
   if (device != "cuda") return device;
-  FACETEX_CHECK_USAGE(at::hasCUDA(), "--device cuda: this build or machine has no CUDA");
   return fmt::format("cuda:{}", cluster::local_device_index(cluster::discover_world(), static_cast<int>(at::getNumGPUs())));
 }
 
@@ -70,6 +77,7 @@ struct FeatureSets {
 
 FeatureSets gather(const Config& c) {
   FeatureSets s;
+  json_out_path(c);  // a bad --out is named before the features are extracted
   const c10::Device device(rank_device(c));
   const std::string inception = c.get_string("metrics.inception", "");
   s.extractor = inception.empty()
@@ -97,7 +105,7 @@ void report(const Config& c, const FeatureSets& s, const std::string& label, dou
               static_cast<long long>(s.real.size(0)), s.real_cache.hit ? " from the feature cache" : "",
               static_cast<long long>(s.fake.size(0)), s.extractor->name().c_str(),
               static_cast<long long>(s.extractor->dim()), s.comm->size());
-  const std::string out = c.get_string("metrics.out", "");
+  const std::string out = json_out_path(c);
   if (!out.empty()) {
     nlohmann::json j{{"metric", label},
                      {"value", value},
@@ -168,9 +176,12 @@ void add_metrics_commands(Cli& cli) {
   cli.option(recon, "--device", "metrics.device", "cpu | cuda (each rank its GPU of the node) | cuda:i", "cpu");
   cli.option(recon, "--out", "metrics.out", "Also write per-item scores and means as JSON to this file (rank 0)");
   cli.on_run(recon, [](const Config& c) {
+    json_out_path(c);  // named before any work
     std::vector<train::metrics::ReconItem> items;
     const std::string outputs = c.get_string("metrics.outputs", "");
     if (!outputs.empty()) {
+      FACETEX_CHECK_USAGE(!c.has("metrics.pred") && !c.has("metrics.target") && !c.has("metrics.mask"),
+                          "metrics recon takes --outputs DIR or --pred/--target/--mask, not both");
       items = train::metrics::find_recon_outputs(outputs);
     } else {
       FACETEX_CHECK_USAGE(c.has("metrics.pred") && c.has("metrics.target") && c.has("metrics.mask"),
@@ -192,7 +203,7 @@ void add_metrics_commands(Cli& cli) {
     const bool id = !o.face_api_manifest.empty() || !o.light_cnn.empty();
     std::printf("items %zu  SSIM %.6f  PSNR %.6f  L1 %.6f  %s %s\n", r.items.size(), r.ssim, r.psnr, r.l1,
                 r.id_label.c_str(), id ? fmt::format("{:.6f}", r.id_cos).c_str() : "n/a");
-    const std::string out = c.get_string("metrics.out", "");
+    const std::string out = json_out_path(c);
     if (!out.empty()) {
       nlohmann::json j{{"items", nlohmann::json::array()}, {"ssim", r.ssim}, {"psnr", r.psnr}, {"l1", r.l1},
                        {"ranks", comm->size()}};

@@ -35,10 +35,9 @@ int run_reconstruct(const Config& c) {
   o.recon_weights = c.get_string("reconstruct.recon_weights", "");
   o.lpips_vgg = c.get_string("reconstruct.lpips_vgg", "");
   o.lpips_batch = static_cast<int>(c.get_int("reconstruct.lpips_batch", o.lpips_batch));
-  o.device = c.get_string("reconstruct.device", "cpu");
+  o.device = device_choice(c, "reconstruct.device", /*indexed=*/true);
   o.seed = c.get_uint("reconstruct.seed", 0);
   o.overwrite = c.get_bool("reconstruct.overwrite", false);
-  FACETEX_CHECK_USAGE(o.device == "cpu" || o.device.rfind("cuda", 0) == 0, "--device must be cpu or cuda[:i]");
   FACETEX_CHECK_USAGE(o.max_pixels > 0, "--max-pixels must be > 0");
   const std::string assets = assets_root(c, "reconstruct.assets");
   FaceFrontEnd front_end = face_front_end(c, "reconstruct", c.get_string("reconstruct.model", "canonical"), assets);
@@ -101,7 +100,7 @@ void add_reconstruct_command(Cli& cli) {
              "e.g. a data synth world with --model WORLD/model.mat:WORLD/uv.npy)", "dlib");
   cli.option(cmd, "--predictor", "reconstruct.predictor", "dlib shape_predictor_68_face_landmarks.dat");
   cli.option(cmd, "--upsample", "reconstruct.upsample", "dlib detector image doublings", "1");
-  cli.option(cmd, "--device", "reconstruct.device", "cpu | cuda", "cpu");
+  cli.option(cmd, "--device", "reconstruct.device", "cpu | cuda | cuda:i", "cpu");
   cli.option(cmd, "--seed", "reconstruct.seed", "Seed of the per-photo noise (with the input's index)", "0");
   cli.flag(cmd, "--overwrite", "reconstruct.overwrite",
            "Replace the finished inputs in --out that were made with other settings (default: refuse, naming the "

@@ -31,7 +31,8 @@ TEST(Cli, HelpListsSubcommandsAndExitCodes) {
 
 TEST(Cli, UsageErrorsExitWith2AndOneLine) {
   for (const char* args : {"", "data", "data pack --images x", "data pack --images x --out y --bogus",
-                           "nosuchcommand"}) {
+                           "nosuchcommand", "metrics fid --real x --fake y --device cuda:x",
+                           "data verify x --threads -1"}) {
     auto r = run_facetex(args);
     EXPECT_EQ(r.exit_code, 2) << args << ": " << r.err;
     EXPECT_EQ(lines(r.err), 1) << args << ": " << r.err;
