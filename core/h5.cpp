@@ -223,6 +223,22 @@ std::string read_attr_string(hid_t obj, const std::string& name) {
 int64_t read_attr_int(hid_t obj, const std::string& name) { return read_attr_scalar<int64_t>(obj, name); }
 double read_attr_double(hid_t obj, const std::string& name) { return read_attr_scalar<double>(obj, name); }
 
+namespace {
+
+// A string dataset's CRC-32: every string followed by a NUL, in order (`zlib.crc32(b"".join(k.encode() + b"\0" for
+// k in keys))`), so that ["ab", "c"] and ["a", "bc"] differ.
+uint32_t strings_crc(const std::vector<std::string>& values) {
+  uint32_t crc = 0;
+  const char nul = '\0';
+  for (const std::string& v : values) {
+    crc = crc32(v.data(), v.size(), crc);
+    crc = crc32(&nul, 1, crc);
+  }
+  return crc;
+}
+
+}  // namespace
+
 template <typename T>
 void write_dataset(hid_t loc, const std::string& name, const T* data, const std::vector<hsize_t>& dims,
                    const Layout& layout) {
@@ -267,7 +283,8 @@ std::vector<T> read_dataset(hid_t loc, const std::string& name, std::vector<hsiz
 
 namespace {
 
-// The CRC-32 of a dataset's values in its native memory type (what write_dataset's CRC covers).
+// The CRC-32 of a dataset's values in its native memory type (what write_dataset's CRC covers; string datasets have
+// theirs from strings_crc).
 uint32_t stored_values_crc(hid_t d) {
   Id file_type(H5Dget_type(d));
   Id memory_type(H5Tget_native_type(file_type, H5T_DIR_ASCEND));
@@ -289,7 +306,14 @@ void collect_mismatches(hid_t group, const std::string& path, std::vector<std::s
     if (type == H5I_GROUP) {
       collect_mismatches(object, path + "/" + name, out);
     } else if (type == H5I_DATASET && has_attr(object, kCrc32Attr)) {
-      if (static_cast<uint32_t>(read_attr_int(object, kCrc32Attr)) != stored_values_crc(object)) {
+      Id file_type(H5Dget_type(object));
+      if (H5Tget_class(file_type) == H5T_STRING) {
+        try {
+          read_strings(group, name);  // checks the strings' CRC
+        } catch (const DataError&) {
+          out.push_back(path + "/" + name);
+        }
+      } else if (static_cast<uint32_t>(read_attr_int(object, kCrc32Attr)) != stored_values_crc(object)) {
         out.push_back(path + "/" + name);
       }
     }
@@ -341,6 +365,7 @@ void write_strings(hid_t loc, const std::string& name, const std::vector<std::st
     FACETEX_CHECK_RUNTIME(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) >= 0,
                           "{}: cannot write dataset /{}: {}", file_name(loc), name, reason());
   }
+  write_attr(d, kCrc32Attr, int64_t{strings_crc(values)});
 }
 
 std::vector<std::string> read_strings(hid_t loc, const std::string& name) {
@@ -370,6 +395,11 @@ std::vector<std::string> read_strings(hid_t loc, const std::string& name) {
       while (!v.empty() && v.back() == '\0') v.pop_back();
       out[i] = v;
     }
+  }
+  if (has_attr(d, kCrc32Attr)) {
+    FACETEX_CHECK_DATA(static_cast<uint32_t>(read_attr_int(d, kCrc32Attr)) == strings_crc(out),
+                       "{}: /{}: the stored strings do not match their CRC-32 (the file is damaged)", file_name(loc),
+                       name);
   }
   return out;
 }

@@ -217,6 +217,11 @@ int64_t ShardReader::stored_bytes(int64_t row) const {
   return static_cast<int64_t>(impl_->offsets[row + 1] - impl_->offsets[row]);
 }
 
+void ShardReader::check_keys() const {
+  auto lock = h5::serialize();
+  h5::read_strings(impl_->file, kKeysDataset);
+}
+
 std::string ShardReader::key(int64_t row) const {
   std::call_once(impl_->keys_once, [this] {
     try {

@@ -30,7 +30,9 @@ class ShardReader {
   int64_t stored_bytes(int64_t row) const;
   uint32_t stored_crc(int64_t row) const;
   const std::vector<uint32_t>& stored_crcs() const;
-  std::string key(int64_t row) const;  // reads /keys on first use
+  std::string key(int64_t row) const;  // reads /keys on first use ("?" when they cannot be read)
+  // Reads /keys against their CRC-32 (shards of older versions have none): DataError naming the shard if damaged.
+  void check_keys() const;
   bool lock_free_reads() const;
 
   // The row's stored bytes (raw HWC pixels, or the PNG/JPEG file), CRC-checked.

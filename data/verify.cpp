@@ -55,6 +55,11 @@ VerifyReport verify_dataset(const VerifyOptions& o) {
   int64_t without_checksum = 0;
   std::string first_without;
   for (const auto& shard : shards) {
+    try {
+      shard->check_keys();  // the row keys (file names) against their CRC-32
+    } catch (const DataError& e) {
+      report.problems.push_back(e.what());
+    }
     std::vector<std::string> names;
     try {
       names = shard->annotation_names();

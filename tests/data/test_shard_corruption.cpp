@@ -129,6 +129,23 @@ TEST(DamagedShard, TruncatedShardIsNamedAndCanBeLeftOut) {
   EXPECT_NE(v.problems[0].find("shard-00000.h5"), std::string::npos) << v.problems[0];
 }
 
+// The row keys (input file names, which messages and outputs are named after) carry a CRC-32 too.
+TEST(DamagedShard, FlippedKeyIsNamedByVerify) {
+  test::TempDir tmp;
+  const fs::path out = pack(tmp, Storage::kPng);
+  const fs::path shard = out / "shard-00001.h5";
+  const std::string bytes = test::read_bytes(shard);
+  const size_t at = bytes.find("img_004.png");
+  ASSERT_NE(at, std::string::npos);
+  test::flip_byte(shard, at + 5);
+  VerifyReport v = verify_dataset(VerifyOptions{out, true, 1});
+  ASSERT_EQ(v.problems.size(), 1u);
+  EXPECT_EQ(v.bad_rows, 0);  // the pixels are intact
+  EXPECT_NE(v.problems[0].find("shard-00001.h5: /keys: the stored strings do not match their CRC-32"),
+            std::string::npos)
+      << v.problems[0];
+}
+
 // Annotations (what `data annotate` and `data synth` add: coefficients, crops, ground-truth textures) carry a CRC-32
 // of all their values; verify compares it, so a flipped bit in a face's geometry is found like one in its pixels.
 TEST(DamagedShard, FlippedAnnotationValueIsNamedByVerify) {
