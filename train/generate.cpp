@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <random>
 #include <set>
 
@@ -36,7 +37,7 @@ namespace sg = models::stylegan2;
 
 namespace {
 
-constexpr int64_t kMaxSeeds = 100000000;
+constexpr int64_t kMaxSeeds = 10000000;  // a list, not a job: 40 MB
 
 int64_t parse_seed_number(const std::string& piece, const std::string& whole) {
   FACETEX_CHECK_USAGE(!piece.empty() && piece.size() <= 10 && piece.find_first_not_of("0123456789") == std::string::npos,
@@ -173,7 +174,29 @@ GenerateResult drive(const GenerateCommon& c, const char* label, const nlohmann:
 std::vector<uint32_t> parse_seeds(const std::string& text) {
   FACETEX_CHECK_USAGE(!text.empty(), "--seeds is empty; use e.g. 0-99 or 1,5,9");
   std::vector<uint32_t> out;
-  std::set<uint32_t> seen;
+  // Seeds already listed, as disjoint ranges lo -> hi (a set of every seed took 2.5 GB for 0-99999999).
+  std::map<int64_t, int64_t> covered;
+  const auto emit_new = [&](int64_t lo, int64_t hi) {
+    auto it = covered.upper_bound(lo);
+    if (it != covered.begin() && std::prev(it)->second >= lo) --it;  // a range reaching into [lo, hi]
+    int64_t next = lo;
+    for (; it != covered.end() && it->first <= hi; ++it) {
+      for (int64_t s = next; s < it->first; ++s) out.push_back(static_cast<uint32_t>(s));
+      next = std::max(next, it->second + 1);
+    }
+    for (int64_t s = next; s <= hi; ++s) out.push_back(static_cast<uint32_t>(s));
+    // Merge [lo, hi] with every range it touches.
+    int64_t new_lo = lo, new_hi = hi;
+    auto first = covered.upper_bound(lo - 1);
+    if (first != covered.begin() && std::prev(first)->second >= lo - 1) --first;
+    auto last = first;
+    for (; last != covered.end() && last->first <= hi + 1; ++last) {
+      new_lo = std::min(new_lo, last->first);
+      new_hi = std::max(new_hi, last->second);
+    }
+    covered.erase(first, last);
+    covered.emplace(new_lo, new_hi);
+  };
   size_t start = 0;
   while (start <= text.size()) {
     const size_t comma = text.find(',', start);
@@ -189,8 +212,7 @@ std::vector<uint32_t> parse_seeds(const std::string& text) {
     }
     FACETEX_CHECK_USAGE(static_cast<int64_t>(out.size()) + (hi - lo + 1) <= kMaxSeeds,
                         "--seeds '{}': more than {} seeds; split the job", text, kMaxSeeds);
-    for (int64_t s = lo; s <= hi; ++s)
-      if (seen.insert(static_cast<uint32_t>(s)).second) out.push_back(static_cast<uint32_t>(s));
+    emit_new(lo, hi);
     if (comma == std::string::npos) break;
     start = comma + 1;
   }

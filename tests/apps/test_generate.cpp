@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <atomic>
+#include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -119,6 +121,25 @@ TEST(GenerateSeeds, ParsesRangesAndLists) {
   EXPECT_EQ(train::parse_seeds("1,5,9"), (std::vector<uint32_t>{1, 5, 9}));
   EXPECT_EQ(train::parse_seeds("7,0-2,1"), (std::vector<uint32_t>{7, 0, 1, 2}));
   EXPECT_EQ(train::parse_seeds("4294967295"), (std::vector<uint32_t>{4294967295u}));
+  // Repeats are dropped, first occurrence kept, across overlapping and adjacent ranges.
+  EXPECT_EQ(train::parse_seeds("5-8,3-6,9,2-10,0"), (std::vector<uint32_t>{5, 6, 7, 8, 3, 4, 9, 2, 10, 0}));
+  EXPECT_EQ(train::parse_seeds("10-12,0-20").size(), 21u);
+  EXPECT_EQ(train::parse_seeds("0-9999999").size(), 10000000u);
+  EXPECT_THROW(train::parse_seeds("0-10000000"), UsageError);  // more than 10 million: split the job
+  // Random lists against the obvious first-occurrence deduplication.
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::string text;
+    std::vector<uint32_t> expected;
+    std::set<uint32_t> seen;
+    for (int piece = 0, n = 1 + static_cast<int>(rng() % 6); piece < n; ++piece) {
+      const uint32_t lo = rng() % 40, hi = lo + rng() % 8;
+      text += fmt::format("{}{}-{}", text.empty() ? "" : ",", lo, hi);
+      for (uint32_t v = lo; v <= hi; ++v)
+        if (seen.insert(v).second) expected.push_back(v);
+    }
+    EXPECT_EQ(train::parse_seeds(text), expected) << text;
+  }
   for (const char* bad : {"", "a", "1-", "-3", "5-2", "1,,2", "4294967296", "1.5"})
     EXPECT_THROW(train::parse_seeds(bad), UsageError) << bad;
 }
