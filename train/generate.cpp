@@ -87,9 +87,10 @@ at::Tensor seed_latents(const std::vector<uint32_t>& seeds, int64_t z_dim, const
 }
 
 // Batched unless the noise is random: then each seed alone after at::manual_seed(seed), so its noise maps are the
-// same whatever the batch. Fused modulated convolution always (the reference picks it per batch size for FP16
-// layers, which would make batch 1 and batch B differ).
-at::Tensor synthesize(sg::Generator& G, const at::Tensor& ws, const std::vector<uint32_t>& seeds,
+// same whatever the batch; rows past `real` (drive's padding) then repeat the last real one instead of being
+// synthesised again. Fused modulated convolution always (the reference picks it per batch size for FP16 layers,
+// which would make batch 1 and batch B differ).
+at::Tensor synthesize(sg::Generator& G, const at::Tensor& ws, const std::vector<uint32_t>& seeds, size_t real,
                       sg::NoiseMode noise) {
   sg::SynthesisOptions o;
   o.noise_mode = noise;
@@ -97,6 +98,10 @@ at::Tensor synthesize(sg::Generator& G, const at::Tensor& ws, const std::vector<
   if (noise != sg::NoiseMode::kRandom) return G.synthesis->forward(ws, o);
   std::vector<at::Tensor> parts;
   for (size_t i = 0; i < seeds.size(); ++i) {
+    if (i >= real) {
+      parts.push_back(parts.back());
+      continue;
+    }
     at::manual_seed(seeds[i]);
     parts.push_back(G.synthesis->forward(ws.narrow(0, static_cast<int64_t>(i), 1), o));
   }
@@ -294,7 +299,7 @@ GenerateResult generate_textured(const TexturedOptions& o) {
     // Same z, no style mixing, the same truncation for both generators (generate_3d.py).
     const at::Tensor ws3 = G->mapping->forward(z, trunc, /*skip_w_avg_update=*/true);
     const at::Tensor ws2 = G2->mapping->forward(z, trunc, /*skip_w_avg_update=*/true);
-    const at::Tensor tex = synthesize(*G, ws3, seeds, c.noise).to(at::kFloat);
+    const at::Tensor tex = synthesize(*G, ws3, seeds, real, c.noise).to(at::kFloat);
     const at::Tensor p = dfr->forward(ws2).to(at::kFloat);
     const f3::PosedFace posed = f3::pose_face(renderer.model(), f3::split_coeffs(p, layout));
     const at::Tensor verts = posed.vertices.cpu();
@@ -357,7 +362,7 @@ GenerateResult generate_pairs(const PairsOptions& o) {
         if (cut < num_ws) ws[i].narrow(0, cut, num_ws - cut).copy_(other[i].narrow(0, cut, num_ws - cut));
       }
     }
-    const at::Tensor img = synthesize(*G, ws, seeds, c.noise);
+    const at::Tensor img = synthesize(*G, ws, seeds, real, c.noise);
     for (int64_t i = 0; i < static_cast<int64_t>(real); ++i) {
       const std::string stem = stem_of(seeds[static_cast<size_t>(i)]);
       data::write_png((c.out / (stem + ".png")).string(), to_image(img[i]));
